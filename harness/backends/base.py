@@ -1,0 +1,162 @@
+"""The backend contract: what runs a stack, whatever it runs on.
+
+A :class:`Backend` starts :class:`Stack` objects. A stack has a database, (once the proxy is
+wired) a fault proxy, and N app instances; each is a :class:`Service` with ``kill``,
+``pause``/``resume`` and ``restart``. Migrations run as commands in a release's environment.
+The local backend (processes) and the docker backend (containers) both implement this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from harness.spec import Release, Target
+
+__all__ = [
+    "AppInstance",
+    "Backend",
+    "CommandResult",
+    "Database",
+    "RunningCommand",
+    "Service",
+    "Stack",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How a command run in a release's environment ended."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    output: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@runtime_checkable
+class Service(Protocol):
+    """One process (or container) of a stack."""
+
+    name: str
+
+    def kill(self) -> None:
+        """SIGKILL (``docker kill``): no shutdown, no cleanup."""
+
+    def pause(self) -> None:
+        """SIGSTOP every process of the service (``docker pause``)."""
+
+    def resume(self) -> None:
+        """SIGCONT (``docker unpause``)."""
+
+    def restart(self) -> None:
+        """Stop if running (or after a kill), then start again and await readiness."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def log_tail(self, lines: int = 30) -> str: ...
+
+
+@runtime_checkable
+class Database(Service, Protocol):
+    """The stack's PostgreSQL server."""
+
+    @property
+    def url(self) -> str:
+        """A URL straight to the server (the harness's view, never through the proxy)."""
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement as superuser and return its rows."""
+
+    def stop(self) -> None: ...
+
+
+@runtime_checkable
+class AppInstance(Service, Protocol):
+    """One instance of the app."""
+
+    index: int
+
+    @property
+    def release(self) -> Release: ...
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` where the instance answers."""
+
+    def deploy(self, release: Release) -> None:
+        """Replace the running release with ``release`` and await its health check."""
+
+
+class RunningCommand(Protocol):
+    """A command started in a release's environment (e.g. a migration)."""
+
+    argv: tuple[str, ...]
+
+    @property
+    def pid(self) -> int: ...
+
+    def wait(self, timeout: float | None = None) -> CommandResult: ...
+
+    def kill(self) -> None: ...
+
+    def poll(self) -> int | None: ...
+
+
+@runtime_checkable
+class Stack(Protocol):
+    """One running instance of a target."""
+
+    name: str
+    run_id: str
+    target: Target
+    database: Database
+    apps: list[AppInstance]
+
+    @property
+    def app_database_url(self) -> str:
+        """The URL the app instances and migrations use (through the proxy when there is one)."""
+
+    def start_command(
+        self, release: Release, argv: Sequence[str], values: dict[str, str] | None = None
+    ) -> RunningCommand:
+        """Start ``argv`` (placeholders filled) in ``release``'s environment."""
+
+    def migrate(self, release: Release, to: str, *, timeout: float = 300.0) -> CommandResult:
+        """Run ``release``'s migrate command to migration id ``to``; raise on failure."""
+
+    def applied_migrations(self) -> list[str]:
+        """The migration ids applied, read from the database."""
+
+    def close(self) -> None:
+        """Tear everything down; tolerate a half-built stack."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What runs stacks: ``local`` or ``docker``."""
+
+    name: str
+    run_id: str
+
+    def start_stack(
+        self,
+        target: Target,
+        release: Release,
+        *,
+        instances: int = 2,
+        name: str | None = None,
+    ) -> Stack:
+        """Database up (from a template), release's migrations applied, instances healthy."""
+
+    def close(self) -> None:
+        """Tear down every stack still open and remove the run's resources."""

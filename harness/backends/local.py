@@ -1,0 +1,471 @@
+"""The local backend: a stack as processes on this machine (the embedded default).
+
+Each stack gets a PostgreSQL server copied from a per-session template, on a free 127.0.0.1
+port, and N app instances, each a release's command in its own process group. Every process
+is recorded in the session's run directory, so ``deploy-chaos reap`` (and the next session's
+start) can remove what a killed session left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from harness._runstate import RunDir, reap
+from harness._wait import wait_for
+from harness.backends.base import CommandResult
+from harness.backends.postgres import PgBinaries, PgCluster, PgTemplate, find_pg_binaries, free_port
+from harness.errors import (
+    AppNotHealthy,
+    BackendError,
+    MigrationFailed,
+    ServiceError,
+    SpecError,
+)
+from harness.spec import Release, Target, fill_placeholders
+
+__all__ = ["LocalApp", "LocalBackend", "LocalCommand", "LocalDatabase", "LocalStack"]
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _http_status(url: str, timeout: float) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+class LocalDatabase(PgCluster):
+    """The stack's database: a :class:`PgCluster` (the Database contract)."""
+
+
+class LocalCommand:
+    """A command started in a release's environment; its output goes to a log file."""
+
+    def __init__(self, stack: LocalStack, name: str, argv: Sequence[str], env: dict[str, str],
+                 cwd: Path | None) -> None:
+        self.stack = stack
+        self.name = name
+        self.argv = tuple(argv)
+        self.log_path = stack.directory / f"{name}.log"
+        self._started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        stack.backend.run.record(f"{stack.name}.{name}", self._proc.pid, self.argv)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def poll(self) -> int | None:
+        return self._proc.poll()
+
+    def wait(self, timeout: float | None = None) -> CommandResult:
+        try:
+            code = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self._proc.wait()
+        finally:
+            self._cleanup()
+        return CommandResult(
+            self.argv, code, self.log_path.read_text(errors="replace"),
+            time.monotonic() - self._started,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the command and anything it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def _cleanup(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self.stack.backend.run.forget(f"{self.stack.name}.{self.name}")
+
+
+class LocalApp:
+    """One app instance: a release's command in its own process group."""
+
+    def __init__(self, stack: LocalStack, index: int, release: Release) -> None:
+        self.stack = stack
+        self.index = index
+        self.name = f"app{index}"
+        self._release = release
+        self.port = free_port()
+        self.log_path = stack.directory / f"{self.name}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
+
+    @property
+    def release(self) -> Release:
+        return self._release
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def launch(self) -> None:
+        """Start the process without waiting for health (see :meth:`wait_healthy`)."""
+        release = self._release
+        values = self.stack.placeholder_values(release, instance=self.index, port=self.port)
+        argv = fill_placeholders(release.command, values)
+        env = self.stack.release_env(release, values)
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%H:%M:%S')} starting {release.name}: "
+                      f"{' '.join(argv)}\n".encode())
+            log.flush()
+            try:
+                self._proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=release.cwd,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ServiceError(self.name, f"start {release.name}", str(exc)) from exc
+        self._paused = False
+        self.stack.backend.run.record(f"{self.stack.name}.{self.name}", self._proc.pid,
+                                      tuple(argv))
+
+    def healthy(self, timeout: float = 1.0) -> bool:
+        """True when the health URL answers 200 right now."""
+        try:
+            return _http_status(self.base_url + self._release.health_path, timeout) == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        def check() -> bool:
+            if self._proc is None or self._proc.poll() is not None:
+                code = None if self._proc is None else self._proc.returncode
+                raise ServiceError(self.name, f"start {self._release.name}",
+                                   f"process exited with status {code}", self.log_tail())
+            return _http_status(self.base_url + self._release.health_path, 1.0) == 200
+
+        wait_for(
+            check,
+            what=f"{self.stack.name}/{self.name} ({self._release.name}) to answer "
+                 f"{self._release.health_path} with 200 on port {self.port}",
+            timeout=timeout or self._release.startup_timeout,
+            transient=(OSError, urllib.error.URLError),
+            log_tail=self.log_tail,
+            error=AppNotHealthy,
+        )
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_healthy()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM the group, SIGKILL it if it does not exit in time."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            if self._paused:
+                self.resume()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.stack.backend.run.forget(f"{self.stack.name}.{self.name}")
+        self._proc = None
+        self._paused = False
+
+    def kill(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self._paused = False
+
+    def pause(self) -> None:
+        self._signal("pause", signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        self._signal("resume", signal.SIGCONT)
+        self._paused = False
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def deploy(self, release: Release) -> None:
+        """Stop the current release and start ``release`` on the same port."""
+        self.stop()
+        self._release = release
+        self.start()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return _tail(self.log_path, lines)
+
+    def _signal(self, action: str, sig: signal.Signals) -> None:
+        if not self.running or self._proc is None:
+            raise ServiceError(self.name, action, "the process is not running", self.log_tail())
+        os.killpg(self._proc.pid, sig)
+
+
+class LocalStack:
+    """A database and N app instances, as local processes."""
+
+    def __init__(self, backend: LocalBackend, target: Target, name: str) -> None:
+        self.backend = backend
+        self.target = target
+        self.name = name
+        self.run_id = backend.run_id
+        self.directory = backend.run.subdir("stacks", name)
+        self.database = LocalDatabase(
+            name=f"{name}.db",
+            binaries=backend.binaries,
+            run=backend.run,
+            directory=self.directory / "pg",
+            database=target.database,
+        )
+        self.apps: list[LocalApp] = []
+        self._commands = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- environment -------------------------------------------------------------------
+
+    @property
+    def app_database_url(self) -> str:
+        return self.database.url
+
+    def placeholder_values(
+        self, release: Release, *, instance: int | None = None, port: int | None = None
+    ) -> dict[str, str]:
+        values = {
+            "python": sys.executable,
+            "host": "127.0.0.1",
+            "release": release.name,
+            "database_url": self.app_database_url,
+            "instance": "" if instance is None else str(instance),
+            "port": "" if port is None else str(port),
+            "target": "",
+        }
+        return values
+
+    def release_env(self, release: Release, values: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(release.env)
+        env.update({
+            "DATABASE_URL": values["database_url"],
+            "HOST": values["host"],
+            "PORT": values["port"],
+            "APP_INSTANCE": values["instance"],
+            "APP_RELEASE": release.name,
+            "MIGRATION_TARGET": values["target"],
+            "DEPLOY_CHAOS_RUN_ID": self.run_id,
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, release: Release, instances: int) -> None:
+        template = self.backend.template(self.target.database)
+        self.database.create_from(template)
+        self.database.start()
+        if release.migrations:
+            self.migrate(release, release.last_migration)
+        self.apps = [LocalApp(self, i, release) for i in range(instances)]
+        for app in self.apps:
+            app.launch()
+        for app in self.apps:
+            app.wait_healthy()
+
+    def start_command(
+        self, release: Release, argv: Sequence[str], values: dict[str, str] | None = None
+    ) -> LocalCommand:
+        merged = self.placeholder_values(release)
+        merged.update(values or {})
+        filled = fill_placeholders(argv, merged)
+        with self._lock:
+            self._commands += 1
+            name = f"cmd{self._commands}"
+        return LocalCommand(self, name, filled, self.release_env(release, merged), release.cwd)
+
+    def start_migrate(self, release: Release, to: str) -> LocalCommand:
+        if to != "base" and to not in release.migrations:
+            raise SpecError(
+                f"release {release.name!r} has no migration {to!r}",
+                choices=["base", *release.migrations],
+            )
+        return self.start_command(release, release.migrate_command, {"target": to})
+
+    def migrate(self, release: Release, to: str, *, timeout: float = 300.0) -> CommandResult:
+        result = self.start_migrate(release, to).wait(timeout=timeout)
+        if not result.ok:
+            raise MigrationFailed(
+                f"{self.name}.migrate", result.argv, result.returncode, result.output
+            )
+        return result
+
+    def applied_migrations(self) -> list[str]:
+        try:
+            rows = self.database.sql(self.target.applied_migrations_sql)
+        except psycopg.errors.UndefinedTable:
+            return []
+        return [str(row[0]) for row in rows]
+
+    def app(self, index: int) -> LocalApp:
+        return self.apps[index]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        for app in self.apps:
+            try:
+                app.stop(timeout=3)
+            except Exception as exc:  # noqa: BLE001 - keep tearing down, report below
+                errors.append(exc)
+        try:
+            self.database.close()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        self.backend.forget_stack(self)
+        if errors:
+            raise BackendError(f"stack {self.name}: teardown had errors: {errors}")
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalBackend:
+    """Runs stacks as local processes. One per session; a context manager."""
+
+    name = "local"
+
+    def __init__(self, *, pg_bindir: str | None = None, run: RunDir | None = None) -> None:
+        self.binaries: PgBinaries = find_pg_binaries(pg_bindir)
+        reap()
+        self.run = run or RunDir.create()
+        self.run_id = self.run.run_id
+        self._templates: dict[str, PgTemplate] = {}
+        self._stacks: list[LocalStack] = []
+        self._names = 0
+        self._lock = threading.Lock()
+
+    def template(self, database: str) -> PgTemplate:
+        with self._lock:
+            template = self._templates.get(database)
+            if template is None:
+                template = PgTemplate(self.binaries, self.run, database)
+                self._templates[database] = template
+            template.ensure()
+            return template
+
+    def start_stack(
+        self,
+        target: Target,
+        release: Release,
+        *,
+        instances: int = 2,
+        name: str | None = None,
+    ) -> LocalStack:
+        if instances < 1:
+            raise SpecError(f"instances={instances}", expected="at least 1")
+        with self._lock:
+            self._names += 1
+            stack_name = name or f"{target.name}-{self._names}"
+        stack = LocalStack(self, target, stack_name)
+        self._stacks.append(stack)
+        try:
+            stack.start(release, instances)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                stack.close()
+            raise
+        return stack
+
+    def forget_stack(self, stack: LocalStack) -> None:
+        with contextlib.suppress(ValueError):
+            self._stacks.remove(stack)
+
+    def close(self) -> None:
+        try:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                for future in [pool.submit(s.close) for s in list(self._stacks)]:
+                    with contextlib.suppress(Exception):
+                        future.result()
+        finally:
+            self.run.close()
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "run_id": self.run_id, "postgres": str(self.binaries.bindir)}

@@ -1,0 +1,476 @@
+"""PostgreSQL cluster helpers for the local backend.
+
+- :func:`find_pg_binaries` finds ``initdb`` and ``postgres``.
+- :class:`PgTemplate` runs ``initdb`` once per session; every stack copies it (a file copy,
+  not a fresh ``initdb``).
+- :class:`PgCluster` is one server on a free 127.0.0.1 port with its socket directory inside
+  the stack's directory: start, stop, kill, pause, resume, restart (crash recovery), SQL.
+
+PostgreSQL refuses to run as root; when the harness runs as root the server processes run as
+an unprivileged user (``DEPLOY_CHAOS_PG_USER``, default ``postgres`` when that user exists,
+else ``nobody``), and the data directories are owned by it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+
+from harness._runstate import RunDir
+from harness._wait import wait_for
+from harness.errors import BackendError, ConfigError, PostgresNotFound, ServiceError
+
+__all__ = [
+    "PG_BINDIR_ENV",
+    "PG_USER_ENV",
+    "PgBinaries",
+    "PgCluster",
+    "PgTemplate",
+    "RunAs",
+    "find_pg_binaries",
+    "free_port",
+    "pg_run_as",
+]
+
+PG_BINDIR_ENV = "DEPLOY_CHAOS_PG_BINDIR"
+PG_USER_ENV = "DEPLOY_CHAOS_PG_USER"
+SUPERUSER = "chaos"
+
+# Settings every cluster starts with. fsync is off: the faults simulate process crashes,
+# and the kernel keeps written WAL across a SIGKILL of PostgreSQL, so crash recovery is
+# exercised for real while a stack starts several times faster. See docs/decisions.md.
+_SERVER_SETTINGS = (
+    "listen_addresses=127.0.0.1",
+    "fsync=off",
+    "full_page_writes=off",
+    "shared_buffers=16MB",
+    "max_connections=60",
+    "max_wal_senders=0",
+    "wal_level=minimal",
+    "log_min_messages=warning",
+    "log_line_prefix=%m [%p] ",
+    "unix_socket_permissions=0700",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PgBinaries:
+    """Where the PostgreSQL server binaries are, and their version."""
+
+    bindir: Path
+    version: str
+
+    def tool(self, name: str) -> str:
+        return str(self.bindir / name)
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+def _has_server(bindir: Path) -> bool:
+    return all(os.access(bindir / t, os.X_OK) for t in ("initdb", "postgres"))
+
+
+def _version(bindir: Path) -> str:
+    out = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"(\d+(?:\.\d+)?)", out)
+    if match is None:
+        raise BackendError(f"cannot read the PostgreSQL version from {out!r}")
+    return match.group(1)
+
+
+def find_pg_binaries(override: str | None = None) -> PgBinaries:
+    """Find the server binaries: override, ``$PATH``, ``pg_config --bindir``, newest
+    ``/usr/lib/postgresql/*/bin``. Raise :class:`PostgresNotFound` listing where it looked."""
+    looked: list[str] = []
+    override = override or os.environ.get(PG_BINDIR_ENV)
+    if override:
+        bindir = Path(override)
+        if _has_server(bindir):
+            return PgBinaries(bindir, _version(bindir))
+        raise PostgresNotFound([f"{bindir} (from --chaos-pg-bindir / {PG_BINDIR_ENV})"])
+    candidates: list[tuple[str, Path]] = []
+    on_path = shutil.which("postgres")
+    looked.append("$PATH (postgres, initdb)")
+    if on_path:
+        candidates.append(("$PATH", Path(on_path).resolve().parent))
+    pg_config = shutil.which("pg_config")
+    looked.append("pg_config --bindir")
+    if pg_config:
+        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            candidates.append(("pg_config", Path(result.stdout.strip())))
+    looked.append("/usr/lib/postgresql/*/bin")
+
+    def _major(path: Path) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", path.parent.name)) or (0,)
+
+    for bindir in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_major, reverse=True):
+        candidates.append(("/usr/lib/postgresql", bindir))
+    for _, bindir in candidates:
+        if _has_server(bindir):
+            return PgBinaries(bindir, _version(bindir))
+    raise PostgresNotFound(looked)
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """The unprivileged user PostgreSQL runs as when the harness runs as root."""
+
+    user: str
+    uid: int
+    gid: int
+
+
+def pg_run_as() -> RunAs | None:
+    """None when not root; else the user the server processes run as."""
+    if os.geteuid() != 0:
+        return None
+    configured = os.environ.get(PG_USER_ENV)
+    names = [configured] if configured else ["postgres", "nobody"]
+    for name in names:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        if entry.pw_uid == 0:
+            break
+        return RunAs(name, entry.pw_uid, entry.pw_gid)
+    raise ConfigError(
+        PG_USER_ENV, configured, "an existing non-root user to run PostgreSQL as (root cannot)"
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _chown_tree(path: Path, run_as: RunAs | None) -> None:
+    if run_as is None:
+        return
+    os.chown(path, run_as.uid, run_as.gid)
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            os.chown(os.path.join(root, name), run_as.uid, run_as.gid, follow_symlinks=False)
+
+
+def _run(argv: Sequence[str], run_as: RunAs | None, what: str, **kw: Any) -> str:
+    result = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        user=run_as.uid if run_as else None,
+        group=run_as.gid if run_as else None,
+        extra_groups=[] if run_as else None,
+        **kw,
+    )
+    if result.returncode != 0:
+        raise ServiceError(
+            "postgres", what, f"exit status {result.returncode}", result.stdout + result.stderr
+        )
+    return result.stdout
+
+
+class PgTemplate:
+    """An initialised data directory (with the target's database created), copied per stack."""
+
+    def __init__(self, binaries: PgBinaries, run: RunDir, database: str) -> None:
+        self.binaries = binaries
+        self.run_as = pg_run_as()
+        self.database = database
+        self.path = run.subdir("templates", database) / "data"
+        self._ready = False
+
+    def ensure(self) -> Path:
+        """initdb (once) and create the database in single-user mode; return the directory."""
+        if self._ready:
+            return self.path
+        parent = self.path.parent
+        _chown_tree(parent, self.run_as)
+        pwfile = parent / "initpw"
+        pwfile.write_text(secrets.token_urlsafe(18) + "\n")
+        _chown_tree(pwfile, self.run_as)
+        initdb_argv = [
+            self.binaries.tool("initdb"),
+            "-D",
+            str(self.path),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]
+        try:
+            _run(initdb_argv, self.run_as, "initdb")
+        finally:
+            pwfile.unlink(missing_ok=True)
+        _run(
+            [self.binaries.tool("postgres"), "--single", "-D", str(self.path), "postgres"],
+            self.run_as,
+            f"create database {self.database}",
+            input=f'CREATE DATABASE "{self.database}";\n',
+        )
+        self._ready = True
+        return self.path
+
+
+class PgCluster:
+    """One PostgreSQL server of a stack."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        binaries: PgBinaries,
+        run: RunDir,
+        directory: Path,
+        database: str,
+    ) -> None:
+        self.name = name
+        self.binaries = binaries
+        self.run = run
+        self.directory = directory
+        self.database = database
+        self.datadir = directory / "data"
+        self.socket_dir = directory / "sock"
+        self.log_path = directory / "postgres.log"
+        self.run_as = pg_run_as()
+        self.password = secrets.token_urlsafe(18)
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
+
+    # -- connection details -------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def user(self) -> str:
+        return SUPERUSER
+
+    @property
+    def url(self) -> str:
+        """A TCP URL straight to the server (not through the fault proxy)."""
+        return (
+            f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{self.database}"
+        )
+
+    def url_via(self, host: str, port: int) -> str:
+        """The same credentials, reaching the server through ``host:port`` (the proxy)."""
+        return f"postgresql://{SUPERUSER}:{self.password}@{host}:{port}/{self.database}"
+
+    def connect(self, *, autocommit: bool = True, timeout: float = 5.0) -> psycopg.Connection[Any]:
+        """A superuser connection over the stack's unix socket (never through the proxy)."""
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=SUPERUSER,
+            dbname=self.database,
+            autocommit=autocommit,
+            connect_timeout=max(1, int(timeout)),
+            application_name="deploy-chaos",
+        )
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement and return its rows (empty when it returns none)."""
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(query, params)  # type: ignore[arg-type]
+            return list(cur.fetchall()) if cur.description else []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def create_from(self, template: PgTemplate) -> None:
+        """Copy the template's data directory (``cp -a``: keeps owner and modes)."""
+        self.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        src = template.ensure()
+        subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(self.datadir)], check=True)
+        self.log_path.touch()
+        _chown_tree(self.socket_dir, self.run_as)
+        _chown_tree(self.log_path, self.run_as)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start the server (crash recovery runs by itself after a kill) and await it."""
+        if self.running:
+            return
+        for attempt in range(3):
+            if self.port == 0 or attempt > 0:
+                self.port = free_port()
+            argv = [self.binaries.tool("postgres"), "-D", str(self.datadir), "-p", str(self.port)]
+            argv += ["-k", str(self.socket_dir)]
+            for setting in _SERVER_SETTINGS:
+                argv += ["-c", setting]
+            with open(self.log_path, "ab") as log:
+                self._proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    user=self.run_as.uid if self.run_as else None,
+                    group=self.run_as.gid if self.run_as else None,
+                    extra_groups=[] if self.run_as else None,
+                )
+            self.run.record(self.name, self._proc.pid, tuple(argv))
+            self._paused = False
+            try:
+                self.wait_ready(timeout=timeout)
+                break
+            except ServiceError:
+                if attempt < 2 and "could not bind" in self.log_tail():
+                    continue  # someone took the port between free_port() and bind
+                raise
+        with self.connect() as conn:
+            conn.execute(
+                pgsql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    pgsql.Identifier(SUPERUSER), pgsql.Literal(self.password)
+                )
+            )
+
+    def wait_ready(self, *, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise ServiceError(
+                    self.name, "start", f"server exited ({self._proc.returncode})",
+                    self.log_tail(),
+                )
+            with self.connect(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+
+        wait_for(
+            ready,
+            what=f"{self.name} to accept connections on port {self.port}",
+            timeout=timeout,
+            transient=(psycopg.OperationalError,),
+            log_tail=self.log_tail,
+        )
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        """Fast shutdown (SIGINT); SIGKILL the group if it does not stop in time."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            if self._paused:
+                self.resume()
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._killpg(signal.SIGKILL)
+                proc.wait()
+        self._reap_group()
+        self.run.forget(self.name)
+        self._proc = None
+
+    def kill(self) -> None:
+        """Crash: SIGKILL the postmaster and every backend (its whole process group)."""
+        proc = self._proc
+        if proc is None:
+            return
+        self._killpg(signal.SIGKILL)
+        proc.wait()
+        self._reap_group()
+        self._paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP the server's processes (like ``docker pause``)."""
+        self._require_running("pause")
+        self._killpg(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        self._require_running("resume")
+        self._killpg(signal.SIGCONT)
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def restart(self, *, timeout: float = 30.0) -> None:
+        """Stop (fast) if running, then start: after a kill this runs crash recovery."""
+        if self.running:
+            self.stop()
+        else:
+            self._reap_group()
+        self._proc = None
+        self.start(timeout=timeout)
+
+    def close(self) -> None:
+        """Stop whatever is left; tolerate a half-started or already-dead server."""
+        try:
+            self.stop(timeout=10)
+        finally:
+            self._reap_group()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _require_running(self, action: str) -> None:
+        if not self.running:
+            raise ServiceError(self.name, action, "the server is not running", self.log_tail())
+
+    def _killpg(self, sig: signal.Signals) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, sig)
+
+    def _reap_group(self) -> None:
+        """Backends outlive a killed postmaster for a moment; make sure none is left."""
+        if self._proc is None:
+            return
+        pgid = self._proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+        def gone() -> bool:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(gone, what=f"{self.name}'s processes to exit", timeout=10)
