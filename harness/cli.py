@@ -1,0 +1,182 @@
+"""The ``deploy-chaos`` command.
+
+``doctor`` says whether this machine can run the harness, ``reap`` removes what dead sessions
+left behind, ``proxy`` runs the embedded Toxiproxy-compatible server, and ``upgrade`` brings a
+target's stack up on one release and upgrades it to another under a health probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+
+from harness.errors import ChaosError
+
+__all__ = ["main"]
+
+_PACKAGES = (
+    "deploy-chaos", "pytest", "psycopg", "testcontainers", "docker", "toxiproxy-python",
+    "tenacity", "faker",
+)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.backends.postgres import find_pg_binaries, pg_run_as
+
+    ok = True
+    _say(f"python           {platform.python_version()} ({sys.executable})")
+    for name in _PACKAGES:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "MISSING"
+            ok = False
+        _say(f"{name:<16} {version}")
+    try:
+        binaries = find_pg_binaries(args.pg_bindir)
+        _say(f"postgresql       {binaries.version} ({binaries.bindir})")
+        run_as = pg_run_as()
+        if run_as is not None:
+            _say(f"pg runs as       {run_as.user} (uid {run_as.uid}; the harness runs as root)")
+    except ChaosError as exc:
+        ok = False
+        _say(f"postgresql       NOT FOUND\n{exc}")
+    _say(f"docker engine    {_docker_status()}")
+    _say("local backend    " + ("ready" if ok else "NOT ready (see above)"))
+    return 0 if ok else 1
+
+
+def _docker_status() -> str:
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:
+        return "unknown (the docker package is missing)"
+    try:
+        client = docker.from_env(timeout=3)
+        try:
+            version = client.version()
+        finally:
+            client.close()
+    except DockerException as exc:
+        return f"not reachable ({str(exc).splitlines()[0][:120]}); the local backend is used"
+    return f"reachable (engine {version.get('Version', '?')}, API {version.get('ApiVersion', '?')})"
+
+
+def _cmd_reap(args: argparse.Namespace) -> int:
+    from harness._runstate import reap, state_root
+
+    report = reap(include_alive=args.all)
+    for line in report.processes_killed:
+        _say(f"killed {line}")
+    for run_id in report.runs_removed:
+        _say(f"removed run {run_id}")
+    _say(
+        f"reaped {len(report.runs_removed)} dead run(s) under {state_root()}; "
+        f"{len(report.runs_alive)} run(s) still owned by a live session"
+    )
+    return 0
+
+
+def _cmd_proxy(args: argparse.Namespace) -> int:
+    from harness.proxy import main as proxy_main
+
+    return int(proxy_main(["--host", args.host, "--port", str(args.port)]) or 0)
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    from harness._loader import load_target
+    from harness.backends import open_backend
+    from harness.deploy.plan import build_plan, execute_step, reported_release
+    from harness.workload.probe import HealthProbe
+
+    target = load_target(args.target)
+    source = target.release(args.source)
+    dest = target.release(args.dest)
+    plan = build_plan(target, source, dest, instances=args.instances)
+    _say(f"target {target.name}: {source.name} -> {dest.name}; plan: {', '.join(plan.step_names)}")
+    started = time.monotonic()
+
+    def stamp() -> str:
+        return f"[{time.monotonic() - started:6.2f}s]"
+
+    with open_backend(args.backend, pg_bindir=args.pg_bindir) as backend:
+        _say(f"{stamp()} backend {backend.name}, run id {backend.run_id}")
+        with backend.start_stack(target, source, instances=args.instances) as stack:
+            _say(f"{stamp()} stack {stack.name} up on {source.name}: "
+                 f"migrations {stack.applied_migrations()}, "
+                 f"{len(stack.apps)} instance(s) healthy")
+            with HealthProbe(lambda: [a.base_url + a.release.health_path for a in stack.apps]) \
+                    as probe:
+                for step in plan.steps:
+                    _say(f"{stamp()} step {step.name} ...")
+                    execute_step(stack, plan, step)
+                stats = probe.stop()
+            applied = stack.applied_migrations()
+            releases = [reported_release(a.base_url, a.release) for a in stack.apps]
+            _say(f"{stamp()} done: migrations {applied}; instances report {releases}")
+            _say(f"{stamp()} health probe: {stats.polls} polls, error rate "
+                 f"{stats.error_rate:.1%}, longest outage {stats.longest_outage_s * 1000:.0f} ms")
+            good = applied == list(dest.migrations) and all(r == dest.name for r in releases)
+            _say("upgrade " + ("OK" if good else "did NOT reach the expected state"))
+            return 0 if good else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deploy-chaos",
+        description="Rehearse deployments of stateful apps under failure.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    doctor = sub.add_parser("doctor", help="check that this machine can run the harness")
+    doctor.add_argument("--pg-bindir", default=None, help="PostgreSQL server binaries directory")
+    doctor.set_defaults(func=_cmd_doctor)
+
+    reap = sub.add_parser("reap", help="remove processes and files that dead sessions left")
+    reap.add_argument("--all", action="store_true",
+                      help="also runs whose owning session is still alive (careful)")
+    reap.set_defaults(func=_cmd_reap)
+
+    proxy = sub.add_parser("proxy", help="run the embedded Toxiproxy-compatible server")
+    proxy.add_argument("--host", default="127.0.0.1")
+    proxy.add_argument("--port", type=int, default=8474)
+    proxy.set_defaults(func=_cmd_proxy)
+
+    upgrade = sub.add_parser(
+        "upgrade", help="bring a target up on one release and upgrade it to another"
+    )
+    upgrade.add_argument("target", help="FILE.py[:NAME] or MODULE[:NAME] giving a Target")
+    upgrade.add_argument("--from", dest="source", required=True, help="release to start on")
+    upgrade.add_argument("--to", dest="dest", required=True, help="release to upgrade to")
+    upgrade.add_argument("--instances", type=int, default=2)
+    upgrade.add_argument("--backend", default="auto", help="auto, local or docker")
+    upgrade.add_argument("--pg-bindir", default=None)
+    upgrade.set_defaults(func=_cmd_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ChaosError as exc:
+        print(f"deploy-chaos: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deploy-chaos: interrupted; everything started was torn down", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The local backend on real parts: a PostgreSQL server and real app processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from harness._runstate import process_start_time
+from harness.backends.local import LocalBackend, LocalStack
+from harness.errors import AppNotHealthy, MigrationFailed, ServiceError
+from tests.integration.apps import tiny_release, tiny_target
+
+
+def _alive(pid: int | None) -> bool:
+    return pid is not None and process_start_time(pid) is not None
+
+
+def _version(stack: LocalStack, index: int) -> str:
+    with urllib.request.urlopen(stack.apps[index].base_url + "/version", timeout=2) as r:
+        return str(json.loads(r.read())["release"])
+
+
+@pytest.fixture
+def stack(local_backend: LocalBackend) -> Iterator[LocalStack]:
+    target = tiny_target()
+    with local_backend.start_stack(target, target.release("r1"), instances=2) as s:
+        yield s
+
+
+def test_stack_up_and_down(local_backend: LocalBackend) -> None:
+    target = tiny_target()
+    stack = local_backend.start_stack(target, target.release("r1"), instances=2)
+    pids = [stack.database.pid, *(a.pid for a in stack.apps)]
+    try:
+        assert stack.applied_migrations() == ["1"]
+        assert all(app.healthy() for app in stack.apps)
+        assert [_version(stack, i) for i in range(2)] == ["r1", "r1"]
+        assert stack.database.url.startswith("postgresql://chaos:")
+        assert "@127.0.0.1:" in stack.database.url
+        records = {r.name for r in local_backend.run.records()}
+        assert {f"{stack.name}.db", f"{stack.name}.app0", f"{stack.name}.app1"} <= records
+    finally:
+        stack.close()
+    assert not any(_alive(pid) for pid in pids)
+    assert not any(r.name.startswith(stack.name) for r in local_backend.run.records())
+
+
+def test_database_password_is_per_stack_and_required(stack: LocalStack) -> None:
+    url = stack.database.url
+    with psycopg.connect(url, connect_timeout=3) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("chaos",)
+    wrong = url.replace(stack.database.password, "not-the-password")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(wrong, connect_timeout=3)
+
+
+def test_database_crash_and_recovery_keeps_committed_data(stack: LocalStack) -> None:
+    db = stack.database
+    db.sql("CREATE TABLE t (x int)")
+    db.sql("INSERT INTO t SELECT generate_series(1, 1000)")
+    old_pid = db.pid
+    db.kill()
+    assert not _alive(old_pid)
+    with pytest.raises(psycopg.OperationalError):
+        db.sql("SELECT 1")
+    db.restart()
+    assert db.sql("SELECT count(*) FROM t") == [(1000,)]
+    assert "automatic recovery in progress" in db.log_tail(100)
+
+
+def test_database_pause_and_resume(stack: LocalStack) -> None:
+    db = stack.database
+    db.pause()
+    try:
+        assert db.paused
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(db.url, connect_timeout=1)
+    finally:
+        db.resume()
+    assert db.sql("SELECT 1") == [(1,)]
+
+
+def test_app_kill_restart_pause_resume(stack: LocalStack) -> None:
+    app = stack.apps[1]
+    app.kill()
+    assert not app.running
+    assert not app.healthy(timeout=0.5)
+    assert stack.apps[0].healthy(), "killing one instance must not touch the other"
+    app.restart()
+    assert app.healthy()
+    app.pause()
+    assert not app.healthy(timeout=0.3)
+    app.resume()
+    assert app.healthy()
+
+
+def test_deploy_and_migrate_up_and_down(stack: LocalStack) -> None:
+    target = stack.target
+    r2 = target.release("r2")
+    stack.migrate(r2, "2")
+    assert stack.applied_migrations() == ["1", "2"]
+    stack.apps[0].deploy(r2)
+    assert [_version(stack, 0), _version(stack, 1)] == ["r2", "r1"]
+    stack.migrate(r2, "base")
+    assert stack.applied_migrations() == []
+
+
+def test_failing_migration_raises_with_output(stack: LocalStack) -> None:
+    broken = tiny_release("r9", ("1",), env={"PYTHONPATH": "/nonexistent"})
+    broken = type(broken)(
+        name="r9", command=broken.command, migrate_command=("{python}", "-c", "raise SystemExit('boom')"),
+        migrations=("1",),
+    )
+    with pytest.raises(MigrationFailed) as info:
+        stack.migrate(broken, "1")
+    assert info.value.returncode == 1
+    assert "boom" in info.value.output
+
+
+def test_release_that_never_gets_healthy_fails_and_cleans_up(local_backend: LocalBackend) -> None:
+    target = tiny_target()
+    bad = tiny_release("bad", ("1",))
+    bad = type(bad)(name="bad", command=("{python}", "-c", "import sys; print('crash at start'); sys.exit(3)"),
+                    migrate_command=bad.migrate_command, migrations=("1",), startup_timeout=5)
+    before = {r.name for r in local_backend.run.records()}
+    with pytest.raises(ServiceError) as info:
+        local_backend.start_stack(target, bad, instances=1, name="bad-stack")
+    assert "crash at start" in str(info.value)
+    assert {r.name for r in local_backend.run.records()} == before
+
+
+def test_health_timeout_names_the_instance_and_shows_the_log(local_backend: LocalBackend) -> None:
+    target = tiny_target()
+    silent = tiny_release("silent", ("1",))
+    silent = type(silent)(
+        name="silent",
+        command=("{python}", "-c", "import time; print('listening nowhere', flush=True); time.sleep(30)"),
+        migrate_command=silent.migrate_command, migrations=("1",), startup_timeout=1.5,
+    )
+    with pytest.raises(AppNotHealthy) as info:
+        local_backend.start_stack(target, silent, instances=1, name="silent-stack")
+    assert "silent-stack/app0" in str(info.value)
+    assert "listening nowhere" in str(info.value)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness._runstate import RunDir, process_start_time, reap
+from harness._wait import wait_for
+from harness.errors import WaitTimeout
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+
+
+def test_reap_kills_processes_of_dead_runs_only(tmp_path: Path) -> None:
+    live = RunDir.create(tmp_path)
+    live_proc = _sleeper()
+    live.record("keep", live_proc.pid, ("sleep",))
+
+    dead = RunDir.create(tmp_path)
+    dead_proc = _sleeper()
+    dead.record("victim", dead_proc.pid, ("sleep",))
+    # Make the owner a process that no longer exists.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (dead.path / "owner.json").write_text(f'{{"pid": {gone.pid}, "start_time": 1}}')
+    try:
+        report = reap(tmp_path)
+        assert report.runs_removed == (dead.run_id,)
+        assert report.runs_alive == (live.run_id,)
+        assert dead_proc.wait(timeout=5) == -9
+        assert live_proc.poll() is None
+        assert not dead.path.exists()
+    finally:
+        live.close()
+        live_proc.wait(timeout=5)
+        dead_proc.kill()
+
+
+def test_reap_never_kills_a_reused_pid(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path)
+    proc = _sleeper()
+    (run.path / "procs" / "x.json").write_text(
+        f'{{"name": "x", "pid": {proc.pid}, "start_time": 1, "argv": []}}'
+    )
+    (run.path / "owner.json").write_text('{"pid": 999999999, "start_time": 1}')
+    try:
+        reap(tmp_path)
+        assert proc.poll() is None, "a process whose start time differs must not be killed"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_process_start_time() -> None:
+    assert process_start_time(os.getpid()) is not None
+    assert process_start_time(999999999) is None
+
+
+def test_wait_for_returns_value_and_times_out_with_last_error() -> None:
+    calls = iter([None, None, 7])
+    assert wait_for(lambda: next(calls), what="x", timeout=2) == 7
+
+    def boom() -> int:
+        raise ConnectionRefusedError("nope")
+
+    with pytest.raises(WaitTimeout) as info:
+        wait_for(boom, what="the thing", timeout=0.2, transient=(ConnectionRefusedError,),
+                 log_tail=lambda: "tail line")
+    assert "the thing" in str(info.value)
+    assert "ConnectionRefusedError" in str(info.value)
+    assert "tail line" in str(info.value)
+
+
+def test_wait_for_propagates_other_errors_at_once() -> None:
+    def bad() -> int:
+        raise ValueError("fatal")
+
+    with pytest.raises(ValueError, match="fatal"):
+        wait_for(bad, what="x", timeout=5, transient=(OSError,))
