@@ -15,7 +15,7 @@ __all__ = ["load_target"]
 
 def load_target(ref: str) -> Target:
     """Import ``ref`` and return its Target (a Target object, or a function returning one)."""
-    module_ref, sep, attr = ref.partition(":")
+    module_ref, _sep, attr = ref.partition(":")
     attr = attr or "target"
     if not module_ref:
         raise SpecError(f"target reference {ref!r}", expected="FILE.py[:NAME] or MODULE[:NAME]")

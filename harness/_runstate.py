@@ -99,7 +99,8 @@ class RunDir:
         run_id = run_id or new_run_id()
         path = (root or state_root()) / run_id
         (path / "procs").mkdir(mode=0o755, parents=True)
-        os.chmod(path, 0o755)
+        # PostgreSQL runs as another user when we are root: it must traverse this directory.
+        os.chmod(path, 0o755)  # noqa: S103
         owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
         (path / "owner.json").write_text(json.dumps(owner))
         return cls(run_id=run_id, path=path)

@@ -8,6 +8,7 @@ target's stack up on one release and upgrades it to another under a health probe
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -20,8 +21,14 @@ from harness.errors import ChaosError
 __all__ = ["main"]
 
 _PACKAGES = (
-    "deploy-chaos", "pytest", "psycopg", "testcontainers", "docker", "toxiproxy-python",
-    "tenacity", "faker",
+    "deploy-chaos",
+    "pytest",
+    "psycopg",
+    "testcontainers",
+    "docker",
+    "toxiproxy-python",
+    "tenacity",
+    "faker",
 )
 
 
@@ -57,12 +64,13 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _docker_status() -> str:
     try:
-        import docker
         from docker.errors import DockerException
+
+        import docker
     except ImportError:
         return "unknown (the docker package is missing)"
     try:
-        client = docker.from_env(timeout=3)
+        client = docker.from_env(timeout=3)  # type: ignore[attr-defined]
         try:
             version = client.version()
         finally:
@@ -88,9 +96,8 @@ def _cmd_reap(args: argparse.Namespace) -> int:
 
 
 def _cmd_proxy(args: argparse.Namespace) -> int:
-    from harness.proxy import main as proxy_main
-
-    return int(proxy_main(["--host", args.host, "--port", str(args.port)]) or 0)
+    proxy = importlib.import_module("harness.proxy")
+    return int(proxy.main(["--host", args.host, "--port", str(args.port)]) or 0)
 
 
 def _cmd_upgrade(args: argparse.Namespace) -> int:
@@ -112,11 +119,14 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     with open_backend(args.backend, pg_bindir=args.pg_bindir) as backend:
         _say(f"{stamp()} backend {backend.name}, run id {backend.run_id}")
         with backend.start_stack(target, source, instances=args.instances) as stack:
-            _say(f"{stamp()} stack {stack.name} up on {source.name}: "
-                 f"migrations {stack.applied_migrations()}, "
-                 f"{len(stack.apps)} instance(s) healthy")
-            with HealthProbe(lambda: [a.base_url + a.release.health_path for a in stack.apps]) \
-                    as probe:
+            _say(
+                f"{stamp()} stack {stack.name} up on {source.name}: "
+                f"migrations {stack.applied_migrations()}, "
+                f"{len(stack.apps)} instance(s) healthy"
+            )
+            with HealthProbe(
+                lambda: [a.base_url + a.release.health_path for a in stack.apps]
+            ) as probe:
                 for step in plan.steps:
                     _say(f"{stamp()} step {step.name} ...")
                     execute_step(stack, plan, step)
@@ -124,8 +134,10 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
             applied = stack.applied_migrations()
             releases = [reported_release(a.base_url, a.release) for a in stack.apps]
             _say(f"{stamp()} done: migrations {applied}; instances report {releases}")
-            _say(f"{stamp()} health probe: {stats.polls} polls, error rate "
-                 f"{stats.error_rate:.1%}, longest outage {stats.longest_outage_s * 1000:.0f} ms")
+            _say(
+                f"{stamp()} health probe: {stats.polls} polls, error rate "
+                f"{stats.error_rate:.1%}, longest outage {stats.longest_outage_s * 1000:.0f} ms"
+            )
             good = applied == list(dest.migrations) and all(r == dest.name for r in releases)
             _say("upgrade " + ("OK" if good else "did NOT reach the expected state"))
             return 0 if good else 1
@@ -143,8 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=_cmd_doctor)
 
     reap = sub.add_parser("reap", help="remove processes and files that dead sessions left")
-    reap.add_argument("--all", action="store_true",
-                      help="also runs whose owning session is still alive (careful)")
+    reap.add_argument(
+        "--all", action="store_true", help="also runs whose owning session is still alive (careful)"
+    )
     reap.set_defaults(func=_cmd_reap)
 
     proxy = sub.add_parser("proxy", help="run the embedded Toxiproxy-compatible server")

@@ -107,9 +107,7 @@ class ServiceError(BackendError):
 class CommandFailed(ServiceError):
     """A command run in a service's environment (e.g. a migration) exited non-zero."""
 
-    def __init__(
-        self, service: str, argv: Sequence[str], returncode: int, output: str
-    ) -> None:
+    def __init__(self, service: str, argv: Sequence[str], returncode: int, output: str) -> None:
         self.argv = tuple(argv)
         self.returncode = returncode
         self.output = output

@@ -63,8 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--chaos-seed",
         dest=OPT_SEED,
         default=None,
-        help="seed for every random choice of the run (ini: chaos_seed; default: random, "
-        "printed)",
+        help="seed for every random choice of the run (ini: chaos_seed; default: random, printed)",
     )
     parser.addini("chaos_backend", "default for --chaos-backend", default="auto")
     parser.addini("chaos_pg_bindir", "default for --chaos-pg-bindir", default="")

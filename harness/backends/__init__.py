@@ -27,7 +27,9 @@ class BackendName(enum.Enum):
             ) from None
 
 
-def open_backend(name: BackendName | str = BackendName.LOCAL, *, pg_bindir: str | None = None) -> Backend:
+def open_backend(
+    name: BackendName | str = BackendName.LOCAL, *, pg_bindir: str | None = None
+) -> Backend:
     """Open a backend session (a context manager: close it to tear everything down)."""
     choice = BackendName.parse(name) if isinstance(name, str) else name
     if choice in (BackendName.AUTO, BackendName.LOCAL):

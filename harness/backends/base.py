@@ -44,7 +44,8 @@ class CommandResult:
 class Service(Protocol):
     """One process (or container) of a stack."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def kill(self) -> None:
         """SIGKILL (``docker kill``): no shutdown, no cleanup."""
@@ -85,7 +86,8 @@ class Database(Service, Protocol):
 class AppInstance(Service, Protocol):
     """One instance of the app."""
 
-    index: int
+    @property
+    def index(self) -> int: ...
 
     @property
     def release(self) -> Release: ...
@@ -101,7 +103,8 @@ class AppInstance(Service, Protocol):
 class RunningCommand(Protocol):
     """A command started in a release's environment (e.g. a migration)."""
 
-    argv: tuple[str, ...]
+    @property
+    def argv(self) -> tuple[str, ...]: ...
 
     @property
     def pid(self) -> int: ...
@@ -117,11 +120,20 @@ class RunningCommand(Protocol):
 class Stack(Protocol):
     """One running instance of a target."""
 
-    name: str
-    run_id: str
-    target: Target
-    database: Database
-    apps: list[AppInstance]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def apps(self) -> Sequence[AppInstance]: ...
 
     @property
     def app_database_url(self) -> str:
@@ -141,13 +153,25 @@ class Stack(Protocol):
     def close(self) -> None:
         """Tear everything down; tolerate a half-built stack."""
 
+    def __enter__(self) -> Stack: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
 
 @runtime_checkable
 class Backend(Protocol):
     """What runs stacks: ``local`` or ``docker``."""
 
-    name: str
-    run_id: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def run_id(self) -> str: ...
 
     def start_stack(
         self,

@@ -64,8 +64,14 @@ class LocalDatabase(PgCluster):
 class LocalCommand:
     """A command started in a release's environment; its output goes to a log file."""
 
-    def __init__(self, stack: LocalStack, name: str, argv: Sequence[str], env: dict[str, str],
-                 cwd: Path | None) -> None:
+    def __init__(
+        self,
+        stack: LocalStack,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        cwd: Path | None,
+    ) -> None:
         self.stack = stack
         self.name = name
         self.argv = tuple(argv)
@@ -99,7 +105,9 @@ class LocalCommand:
         finally:
             self._cleanup()
         return CommandResult(
-            self.argv, code, self.log_path.read_text(errors="replace"),
+            self.argv,
+            code,
+            self.log_path.read_text(errors="replace"),
             time.monotonic() - self._started,
         )
 
@@ -154,8 +162,10 @@ class LocalApp:
         argv = fill_placeholders(release.command, values)
         env = self.stack.release_env(release, values)
         with open(self.log_path, "ab") as log:
-            log.write(f"--- {time.strftime('%H:%M:%S')} starting {release.name}: "
-                      f"{' '.join(argv)}\n".encode())
+            log.write(
+                f"--- {time.strftime('%H:%M:%S')} starting {release.name}: "
+                f"{' '.join(argv)}\n".encode()
+            )
             log.flush()
             try:
                 self._proc = subprocess.Popen(
@@ -170,8 +180,7 @@ class LocalApp:
             except OSError as exc:
                 raise ServiceError(self.name, f"start {release.name}", str(exc)) from exc
         self._paused = False
-        self.stack.backend.run.record(f"{self.stack.name}.{self.name}", self._proc.pid,
-                                      tuple(argv))
+        self.stack.backend.run.record(f"{self.stack.name}.{self.name}", self._proc.pid, tuple(argv))
 
     def healthy(self, timeout: float = 1.0) -> bool:
         """True when the health URL answers 200 right now."""
@@ -184,14 +193,18 @@ class LocalApp:
         def check() -> bool:
             if self._proc is None or self._proc.poll() is not None:
                 code = None if self._proc is None else self._proc.returncode
-                raise ServiceError(self.name, f"start {self._release.name}",
-                                   f"process exited with status {code}", self.log_tail())
+                raise ServiceError(
+                    self.name,
+                    f"start {self._release.name}",
+                    f"process exited with status {code}",
+                    self.log_tail(),
+                )
             return _http_status(self.base_url + self._release.health_path, 1.0) == 200
 
         wait_for(
             check,
             what=f"{self.stack.name}/{self.name} ({self._release.name}) to answer "
-                 f"{self._release.health_path} with 200 on port {self.port}",
+            f"{self._release.health_path} with 200 on port {self.port}",
             timeout=timeout or self._release.startup_timeout,
             transient=(OSError, urllib.error.URLError),
             log_tail=self.log_tail,
@@ -212,10 +225,8 @@ class LocalApp:
                 self.resume()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -303,16 +314,18 @@ class LocalStack:
     def release_env(self, release: Release, values: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(release.env)
-        env.update({
-            "DATABASE_URL": values["database_url"],
-            "HOST": values["host"],
-            "PORT": values["port"],
-            "APP_INSTANCE": values["instance"],
-            "APP_RELEASE": release.name,
-            "MIGRATION_TARGET": values["target"],
-            "DEPLOY_CHAOS_RUN_ID": self.run_id,
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DATABASE_URL": values["database_url"],
+                "HOST": values["host"],
+                "PORT": values["port"],
+                "APP_INSTANCE": values["instance"],
+                "APP_RELEASE": release.name,
+                "MIGRATION_TARGET": values["target"],
+                "DEPLOY_CHAOS_RUN_ID": self.run_id,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -374,11 +387,11 @@ class LocalStack:
         for app in self.apps:
             try:
                 app.stop(timeout=3)
-            except Exception as exc:  # noqa: BLE001 - keep tearing down, report below
+            except Exception as exc:
                 errors.append(exc)
         try:
             self.database.close()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
         self.backend.forget_stack(self)
         if errors:
@@ -448,13 +461,17 @@ class LocalBackend:
             self._stacks.remove(stack)
 
     def close(self) -> None:
+        """Close every open stack (in parallel), then kill what is left and remove the run."""
+        errors: list[BaseException] = []
         try:
             with ThreadPoolExecutor(max_workers=4) as pool:
                 for future in [pool.submit(s.close) for s in list(self._stacks)]:
-                    with contextlib.suppress(Exception):
-                        future.result()
+                    if (error := future.exception()) is not None:
+                        errors.append(error)
         finally:
             self.run.close()
+        if errors:
+            raise BackendError(f"run {self.run_id}: closing stacks failed: {errors}")
 
     def __enter__(self) -> LocalBackend:
         return self

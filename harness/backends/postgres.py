@@ -188,7 +188,7 @@ def _run(argv: Sequence[str], run_as: RunAs | None, what: str, **kw: Any) -> str
         raise ServiceError(
             "postgres", what, f"exit status {result.returncode}", result.stdout + result.stderr
         )
-    return result.stdout
+    return str(result.stdout)
 
 
 class PgTemplate:
@@ -276,9 +276,7 @@ class PgCluster:
     @property
     def url(self) -> str:
         """A TCP URL straight to the server (not through the fault proxy)."""
-        return (
-            f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{self.database}"
-        )
+        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{self.database}"
 
     def url_via(self, host: str, port: int) -> str:
         """The same credentials, reaching the server through ``host:port`` (the proxy)."""
@@ -299,7 +297,7 @@ class PgCluster:
     def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and return its rows (empty when it returns none)."""
         with self.connect() as conn, conn.cursor() as cur:
-            cur.execute(query, params)  # type: ignore[arg-type]
+            cur.execute(query, params)
             return list(cur.fetchall()) if cur.description else []
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -364,7 +362,9 @@ class PgCluster:
         def ready() -> bool:
             if self._proc is not None and self._proc.poll() is not None:
                 raise ServiceError(
-                    self.name, "start", f"server exited ({self._proc.returncode})",
+                    self.name,
+                    "start",
+                    f"server exited ({self._proc.returncode})",
                     self.log_tail(),
                 )
             with self.connect(timeout=2) as conn:

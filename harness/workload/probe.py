@@ -39,8 +39,9 @@ def _ok(url: str, timeout: float) -> bool:
 class HealthProbe:
     """Polls ``urls()`` every ``interval`` seconds until stopped; a context manager."""
 
-    def __init__(self, urls: Callable[[], list[str]], *, interval: float = 0.05,
-                 timeout: float = 0.5) -> None:
+    def __init__(
+        self, urls: Callable[[], list[str]], *, interval: float = 0.05, timeout: float = 0.5
+    ) -> None:
         self._urls = urls
         self._interval = interval
         self._timeout = timeout

@@ -57,8 +57,14 @@ def state_dir() -> Iterator[Path]:
 
 def _start(script: Path, argv: list[str], state_dir: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DEPLOY_CHAOS_STATE_DIR=str(state_dir))
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _await_pids(pids_file: Path, proc: subprocess.Popen[bytes]) -> dict[str, object]:
@@ -79,12 +85,16 @@ def test_ctrl_c_in_pytest_leaves_no_process(tmp_path: Path, state_dir: Path) -> 
     pids_file = tmp_path / "pids.json"
     test_file = tmp_path / "test_hold.py"
     test_file.write_text(_SESSION.format(root=str(ROOT), pids_file=str(pids_file)))
-    proc = _start(test_file, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              str(test_file)], state_dir)
+    proc = _start(
+        test_file,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        state_dir,
+    )
     try:
         info = _await_pids(pids_file, proc)
         pids = list(info["pids"])  # type: ignore[call-overload]
-        assert len(pids) >= 3 and not _none_alive(pids)
+        assert len(pids) >= 3
+        assert not _none_alive(pids)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         assert b"KeyboardInterrupt" in out, out.decode()
@@ -107,8 +117,14 @@ def test_killed_session_is_reaped(tmp_path: Path, state_dir: Path) -> None:
     proc.wait()
     assert not _none_alive(pids), "the stack outlives a killed session until reaped"
     env = dict(os.environ, DEPLOY_CHAOS_STATE_DIR=str(state_dir))
-    reaped = subprocess.run([sys.executable, "-m", "harness.cli", "reap"], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    reaped = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "reap"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert reaped.returncode == 0, reaped.stderr
     assert "reaped 1 dead run(s)" in reaped.stdout, reaped.stdout
     wait_for(lambda: _none_alive(pids), what="reaped processes to exit", timeout=10)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -111,10 +111,8 @@ def test_deploy_and_migrate_up_and_down(stack: LocalStack) -> None:
 
 
 def test_failing_migration_raises_with_output(stack: LocalStack) -> None:
-    broken = tiny_release("r9", ("1",), env={"PYTHONPATH": "/nonexistent"})
-    broken = type(broken)(
-        name="r9", command=broken.command, migrate_command=("{python}", "-c", "raise SystemExit('boom')"),
-        migrations=("1",),
+    broken = replace(
+        tiny_release("r9", ("1",)), migrate_command=("{python}", "-c", "raise SystemExit('boom')")
     )
     with pytest.raises(MigrationFailed) as info:
         stack.migrate(broken, "1")
@@ -124,9 +122,8 @@ def test_failing_migration_raises_with_output(stack: LocalStack) -> None:
 
 def test_release_that_never_gets_healthy_fails_and_cleans_up(local_backend: LocalBackend) -> None:
     target = tiny_target()
-    bad = tiny_release("bad", ("1",))
-    bad = type(bad)(name="bad", command=("{python}", "-c", "import sys; print('crash at start'); sys.exit(3)"),
-                    migrate_command=bad.migrate_command, migrations=("1",), startup_timeout=5)
+    crash = "import sys; print('crash at start'); sys.exit(3)"
+    bad = replace(tiny_release("bad", ("1",)), command=("{python}", "-c", crash))
     before = {r.name for r in local_backend.run.records()}
     with pytest.raises(ServiceError) as info:
         local_backend.start_stack(target, bad, instances=1, name="bad-stack")
@@ -136,11 +133,9 @@ def test_release_that_never_gets_healthy_fails_and_cleans_up(local_backend: Loca
 
 def test_health_timeout_names_the_instance_and_shows_the_log(local_backend: LocalBackend) -> None:
     target = tiny_target()
-    silent = tiny_release("silent", ("1",))
-    silent = type(silent)(
-        name="silent",
-        command=("{python}", "-c", "import time; print('listening nowhere', flush=True); time.sleep(30)"),
-        migrate_command=silent.migrate_command, migrations=("1",), startup_timeout=1.5,
+    hang = "import time; print('listening nowhere', flush=True); time.sleep(30)"
+    silent = replace(
+        tiny_release("silent", ("1",)), command=("{python}", "-c", hang), startup_timeout=1.5
     )
     with pytest.raises(AppNotHealthy) as info:
         local_backend.start_stack(target, silent, instances=1, name="silent-stack")

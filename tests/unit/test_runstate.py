@@ -71,8 +71,13 @@ def test_wait_for_returns_value_and_times_out_with_last_error() -> None:
         raise ConnectionRefusedError("nope")
 
     with pytest.raises(WaitTimeout) as info:
-        wait_for(boom, what="the thing", timeout=0.2, transient=(ConnectionRefusedError,),
-                 log_tail=lambda: "tail line")
+        wait_for(
+            boom,
+            what="the thing",
+            timeout=0.2,
+            transient=(ConnectionRefusedError,),
+            log_tail=lambda: "tail line",
+        )
     assert "the thing" in str(info.value)
     assert "ConnectionRefusedError" in str(info.value)
     assert "tail line" in str(info.value)

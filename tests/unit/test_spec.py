@@ -49,7 +49,9 @@ def test_duplicate_release_names_rejected() -> None:
 
 def test_fill_placeholders() -> None:
     assert fill_placeholders(["{python}", "-p", "{port}"], {"python": "py", "port": "80"}) == [
-        "py", "-p", "80",
+        "py",
+        "-p",
+        "80",
     ]
 
 
@@ -59,7 +61,12 @@ def test_plan_steps_expand_rollout_verify_contract() -> None:
     target = Target(name="t", releases=(a, b), applied_migrations_sql="x")
     plan = build_plan(target, a, b, instances=2)
     assert plan.step_names == (
-        "migrate:0003", "migrate:0004", "rollout:0", "rollout:1", "verify", "contract:0005",
+        "migrate:0003",
+        "migrate:0004",
+        "rollout:0",
+        "rollout:1",
+        "verify",
+        "contract:0005",
     )
     with pytest.raises(SpecError) as info:
         plan.step("migrate:0009")

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for deploy-chaos: PostgreSQL server binaries and a virtualenv with
+# the package and its dev tools. Idempotent: re-running only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_pg() {
+    command -v postgres >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null
+}
+if ! have_pg; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing PostgreSQL server binaries (apt-get install postgresql)"
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
+    else
+        echo "setup: PostgreSQL server binaries not found; install them (apt-get install postgresql)" >&2
+        echo "       or set DEPLOY_CHAOS_PG_BINDIR to their directory" >&2
+        exit 1
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.deploy-chaos-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing deploy-chaos and its dev tools into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+        | grep -v "is ignored: it is neither a file nor a directory" || true
+    .venv/bin/python -c "import harness, psycopg, toxiproxy, testcontainers"
+    touch "$stamp"
+fi
