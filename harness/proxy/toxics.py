@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar, Protocol
 
 from harness.proxy.schema import ToxicConfig, ToxicType
@@ -356,19 +357,21 @@ class LimitDataStage(Stage):
             link.terminate(self.seq)
 
 
-_STAGES: dict[ToxicType, type[Stage]] = {
-    cls.kind: cls
-    for cls in (
-        NoopStage,
-        LatencyStage,
-        BandwidthStage,
-        SlowCloseStage,
-        TimeoutStage,
-        ResetPeerStage,
-        SlicerStage,
-        LimitDataStage,
-    )
-}
+_STAGES: Mapping[ToxicType, type[Stage]] = MappingProxyType(
+    {
+        cls.kind: cls
+        for cls in (
+            NoopStage,
+            LatencyStage,
+            BandwidthStage,
+            SlowCloseStage,
+            TimeoutStage,
+            ResetPeerStage,
+            SlicerStage,
+            LimitDataStage,
+        )
+    }
+)
 
 
 def make_stage(toxic: ToxicConfig, seq: int, rng: random.Random) -> Stage:
