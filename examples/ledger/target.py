@@ -1,0 +1,74 @@
+"""The ledger described to deploy-chaos through the public Target/Release API.
+
+Load it like any user's target: ``examples/ledger/target.py:target``. Nothing in the
+harness knows the ledger; this file is all it gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from harness.spec import Release, Target
+
+__all__ = ["APPLIED_MIGRATIONS_SQL", "APP_DIR", "RELEASE_MIGRATIONS", "target"]
+
+#: The directory holding the ``ledger`` package: the working directory of every command.
+APP_DIR = Path(__file__).resolve().parent
+
+#: How the harness reads the migration state. Before 0001 the table may not exist yet; the
+#: harness treats an undefined table as "none applied" (the migrate command creates it).
+APPLIED_MIGRATIONS_SQL = "SELECT id FROM schema_migrations ORDER BY id"
+
+#: The migration ids of each release (they match ``ledger.migrations.migrations_for``).
+RELEASE_MIGRATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "v1": ("0001", "0002"),
+        "v2": ("0001", "0002", "0003", "0004", "0005"),
+        "v2.1": ("0001", "0002", "0003", "0004", "0005"),
+    }
+)
+
+#: v2 and v2.1 set ``currency`` NOT NULL in 0005: only once no v1 instance runs.
+_CONTRACT = ("0005",)
+
+
+def _release(name: str) -> Release:
+    migrations = RELEASE_MIGRATIONS[name]
+    return Release(
+        name=name,
+        command=(
+            "{python}",
+            "-m",
+            "ledger.app",
+            "--release",
+            name,
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+        ),
+        migrate_command=("{python}", "-m", "ledger.migrate", "--release", name, "--to", "{target}"),
+        migrations=migrations,
+        contract_migrations=_CONTRACT if "0005" in migrations else (),
+        health_path="/healthz",
+        version_path="/version",
+        cwd=APP_DIR,
+        startup_timeout=10.0,
+    )
+
+
+def target() -> Target:
+    """The ledger: v1 (cents), v2 (multi-currency, hurried migrations), v2.1 (fix-forward)."""
+    return Target(
+        name="ledger",
+        releases=(_release("v1"), _release("v2"), _release("v2.1")),
+        applied_migrations_sql=APPLIED_MIGRATIONS_SQL,
+        database="ledger",
+        description=(
+            "Reference stateful app: accounts and transfers with idempotency keys over"
+            " PostgreSQL. v1 -> v2 adds currencies by expand/backfill/contract; v2's"
+            " rollback drops the currency columns; v2.1 fixes a half-applied v2 forward."
+        ),
+    )
