@@ -8,13 +8,19 @@ port and returns a handle with ``api_url`` and ``stop()``. Drive it with
 
 from __future__ import annotations
 
-from harness.proxy.process import ProxyServerProcess, ProxyStartError, start_proxy_server
+from harness.proxy.process import (
+    ProxyServerProcess,
+    ProxyStartError,
+    ProxyStartTimeout,
+    start_proxy_server,
+)
 from harness.proxy.schema import Stream, ToxicType
 from harness.proxy.server import main, run_server
 
 __all__ = [
     "ProxyServerProcess",
     "ProxyStartError",
+    "ProxyStartTimeout",
     "Stream",
     "ToxicType",
     "main",

@@ -13,18 +13,21 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-import tenacity
+from harness._wait import wait_for
+from harness.errors import ProxyError, WaitTimeout
 
-from harness.errors import ProxyError
-
-__all__ = ["ProxyServerProcess", "ProxyStartError", "start_proxy_server"]
+__all__ = ["ProxyServerProcess", "ProxyStartError", "ProxyStartTimeout", "start_proxy_server"]
 
 #: Attempts at a free port (another process may take the port between probe and bind).
 _PORT_ATTEMPTS = 3
 
 
+class ProxyStartTimeout(WaitTimeout, ProxyError):
+    """The proxy server process ran but did not answer ``/version`` in time."""
+
+
 class ProxyStartError(ProxyError):
-    """The proxy server process did not answer ``/version`` in time or exited.
+    """The proxy server process exited before answering ``/version``.
 
     ``log_tail`` holds the last lines it wrote; ``returncode`` is None if it still ran.
     """
@@ -88,24 +91,20 @@ class ProxyServerProcess:
 
     def wait_ready(self, timeout: float) -> str:
         """Poll ``/version`` until it answers; returns the version."""
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_exponential(multiplier=0.01, max=0.2),
-            retry=tenacity.retry_if_exception_type((OSError, ValueError, KeyError)),
-            reraise=True,
-        )
         try:
-            return retrying(self._version, min(1.0, timeout))
+            return wait_for(
+                lambda: self._version(min(1.0, timeout)),
+                what=f"the embedded proxy server to answer {self.api_url}/version",
+                timeout=timeout,
+                interval=0.01,
+                transient=(OSError, ValueError, KeyError),
+                log_tail=self.log_tail,
+                error=ProxyStartTimeout,
+            )
         except _Exited as exc:
             raise ProxyStartError(
                 str(exc), returncode=self.process.returncode, log_tail=self.log_tail()
             ) from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise ProxyStartError(
-                f"no answer from {self.api_url}/version within {timeout:.1f}s ({exc})",
-                returncode=self.process.poll(),
-                log_tail=self.log_tail(),
-            ) from exc
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after ``timeout``). Idempotent."""
@@ -145,7 +144,7 @@ def start_proxy_server(
     :class:`ProxyStartError` when it fails to start.
     """
     log = Path(log_path) if log_path is not None else None
-    last: ProxyStartError | None = None
+    last: ProxyStartError | None = None  # the child exited (e.g. port taken): try another
     for _attempt in range(1 if port is not None else _PORT_ATTEMPTS):
         chosen = port if port is not None else _free_port(host)
         if log is None:
@@ -168,8 +167,6 @@ def start_proxy_server(
         except ProxyStartError as exc:
             server.stop()
             last = exc
-            if exc.returncode is None:
-                raise  # it ran but never answered: trying another port will not help
             continue
         except BaseException:
             server.stop()
