@@ -30,7 +30,7 @@ BASE_MIGRATION = "base"
 
 #: Placeholders a command may use.
 PLACEHOLDERS = frozenset(
-    {"python", "port", "host", "instance", "release", "database_url", "target"}
+    {"python", "port", "host", "instance", "release", "database_url", "target", "seed"}
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -145,7 +145,9 @@ class Target:
 
     ``applied_migrations_sql`` returns one row per applied migration id (first column), in
     order; it is how the harness reads the migration state from the database itself.
-    ``database`` is the database name the app uses.
+    ``database`` is the database name the app uses. ``seed_command``, when given, runs once
+    in the first release's environment after its migrations, before the plan: the data a
+    realistic upgrade has to carry (placeholders as in a release's commands).
     """
 
     name: str
@@ -153,6 +155,7 @@ class Target:
     applied_migrations_sql: str
     database: str = "app"
     description: str = ""
+    seed_command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -164,6 +167,11 @@ class Target:
         if len(set(names)) != len(names):
             raise SpecError(f"target {self.name!r}: release names repeat: {names}")
         object.__setattr__(self, "releases", releases)
+        object.__setattr__(
+            self,
+            "seed_command",
+            _check_command(f"target {self.name!r}", "seed_command", self.seed_command),
+        )
         if not _NAME.match(self.database):
             raise SpecError(f"target {self.name!r}: database name {self.database!r}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -80,6 +81,12 @@ class Database(Service, Protocol):
         """Run one statement as superuser and return its rows."""
 
     def stop(self) -> None: ...
+
+    def backup(self, path: Path) -> None:
+        """Dump the target's database to ``path``."""
+
+    def restore(self, path: Path) -> None:
+        """Recreate the target's database from a :meth:`backup`."""
 
 
 @runtime_checkable

@@ -308,6 +308,7 @@ class LocalStack:
             "instance": "" if instance is None else str(instance),
             "port": "" if port is None else str(port),
             "target": "",
+            "seed": "0",
         }
         return values
 

@@ -282,13 +282,15 @@ class PgCluster:
         """The same credentials, reaching the server through ``host:port`` (the proxy)."""
         return f"postgresql://{SUPERUSER}:{self.password}@{host}:{port}/{self.database}"
 
-    def connect(self, *, autocommit: bool = True, timeout: float = 5.0) -> psycopg.Connection[Any]:
+    def connect(
+        self, *, autocommit: bool = True, timeout: float = 5.0, dbname: str | None = None
+    ) -> psycopg.Connection[Any]:
         """A superuser connection over the stack's unix socket (never through the proxy)."""
         return psycopg.connect(
             host=str(self.socket_dir),
             port=self.port,
             user=SUPERUSER,
-            dbname=self.database,
+            dbname=dbname or self.database,
             autocommit=autocommit,
             connect_timeout=max(1, int(timeout)),
             application_name="deploy-chaos",
@@ -299,6 +301,25 @@ class PgCluster:
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute(query, params)
             return list(cur.fetchall()) if cur.description else []
+
+    def backup(self, path: Path) -> None:
+        """``pg_dump`` the database (custom format) to ``path``."""
+        argv = [self.binaries.tool("pg_dump"), "-Fc", "-f", str(path), *self._client_args()]
+        _run(argv, None, "pg_dump")
+
+    def restore(self, path: Path) -> None:
+        """Recreate the database from a :meth:`backup` (connections to it are terminated)."""
+        with self.connect(dbname="postgres") as conn:
+            db = pgsql.Identifier(self.database)
+            conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+            conn.execute(pgsql.SQL("CREATE DATABASE {}").format(db))
+        argv = [self.binaries.tool("pg_restore"), "--exit-on-error", "-d", self.database,
+                *self._client_args(dbname=False), str(path)]
+        _run(argv, None, "pg_restore")
+
+    def _client_args(self, dbname: bool = True) -> list[str]:
+        args = ["-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER]
+        return [*args, self.database] if dbname else args
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -13,8 +13,12 @@ def tiny_release(name: str, migrations: tuple[str, ...] = ("1",), **kw: object) 
     return Release(
         name=name,
         command=("{python}", str(HERE / "tiny_app.py"), name),
-        migrate_command=("{python}", str(HERE / "tiny_migrate.py"), ",".join(migrations),
-                         "{target}"),
+        migrate_command=(
+            "{python}",
+            str(HERE / "tiny_migrate.py"),
+            ",".join(migrations),
+            "{target}",
+        ),
         migrations=migrations,
         startup_timeout=10,
         **kw,  # type: ignore[arg-type]
