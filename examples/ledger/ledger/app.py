@@ -164,6 +164,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: LedgerServer
     protocol_version = "HTTP/1.1"
     server_version = "ledger"
+    #: Seconds an idle keep-alive connection may hold its thread.
+    timeout = 60
 
     def do_GET(self) -> None:
         self._dispatch("GET")
