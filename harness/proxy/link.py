@@ -420,15 +420,15 @@ class Connection:
         self.client.writing = down
         upstream.reading = down
         upstream.writing = up
-        early, self.client.early = self.client.early, []
-        for data in early:
-            up.feed(data)
-        if self.client.early_eof:
-            up.feed_eof()
-        if self.client.write_paused:
-            down.dest_paused()
-        if upstream.lost:
-            down.feed_eof()
+        # Bytes either side sent before the links existed go first, in order.
+        for endpoint, link in ((self.client, up), (upstream, down)):
+            early, endpoint.early = endpoint.early, []
+            for data in early:
+                link.feed(data)
+            if endpoint.early_eof:
+                link.feed_eof()
+            if link.dest.write_paused:
+                link.dest_paused()
 
     def _endpoint_lost(self, endpoint: Endpoint) -> None:
         if self.client.lost and (self.upstream is None or self.upstream.lost):

@@ -198,6 +198,7 @@ class Proxy:
         except OSError as exc:
             sock.close()
             detail = exc.strerror or str(exc)
+            detail = detail[:1].lower() + detail[1:]  # Go's errno texts are lower-case
             raise AddressError(
                 self.listen, f"listen tcp {format_address(host, port)}: bind: {detail}"
             ) from exc
