@@ -26,8 +26,13 @@ from harness.backends.postgres import PgCluster, PgTemplate  # noqa: E402
 
 
 def _db_from_template(backend: LocalBackend, i: int) -> float:
-    cluster = PgCluster(name=f"bench-t{i}.db", binaries=backend.binaries, run=backend.run,
-                        directory=backend.run.subdir("bench", f"t{i}"), database="app")
+    cluster = PgCluster(
+        name=f"bench-t{i}.db",
+        binaries=backend.binaries,
+        run=backend.run,
+        directory=backend.run.subdir("bench", f"t{i}"),
+        database="app",
+    )
     started = time.perf_counter()
     try:
         cluster.create_from(backend.template("app"))
@@ -40,8 +45,13 @@ def _db_from_template(backend: LocalBackend, i: int) -> float:
 def _db_from_initdb(backend: LocalBackend, i: int) -> float:
     started = time.perf_counter()
     template = PgTemplate(backend.binaries, backend.run, f"fresh{i}")
-    cluster = PgCluster(name=f"bench-f{i}.db", binaries=backend.binaries, run=backend.run,
-                        directory=backend.run.subdir("bench", f"f{i}"), database=f"fresh{i}")
+    cluster = PgCluster(
+        name=f"bench-f{i}.db",
+        binaries=backend.binaries,
+        run=backend.run,
+        directory=backend.run.subdir("bench", f"f{i}"),
+        database=f"fresh{i}",
+    )
     try:
         # A fresh initdb, then the same start; cp of a just-made directory is the cheap part.
         cluster.create_from(template)
@@ -69,8 +79,11 @@ def main() -> int:
             stack = backend.start_stack(target, v1, instances=args.instances)
             stack_times.append(time.perf_counter() - started)
             stack.close()
-            print(f"round {i + 1}/{args.rounds}: template {template_times[-1]:.3f}s, "
-                  f"initdb {initdb_times[-1]:.3f}s, stack {stack_times[-1]:.3f}s", flush=True)
+            print(
+                f"round {i + 1}/{args.rounds}: template {template_times[-1]:.3f}s, "
+                f"initdb {initdb_times[-1]:.3f}s, stack {stack_times[-1]:.3f}s",
+                flush=True,
+            )
     t = statistics.median(template_times)
     f = statistics.median(initdb_times)
     s = statistics.median(stack_times)
@@ -78,8 +91,10 @@ def main() -> int:
     print(f"database ready from template : median {t * 1000:7.1f} ms")
     print(f"database ready from initdb   : median {f * 1000:7.1f} ms   (baseline, same run)")
     print(f"template speed-up            : {f / t:7.1f}x   (target >= 5x)")
-    print(f"healthy local stack          : median {s * 1000:7.1f} ms   "
-          f"(database + migrations + {args.instances} ledger v1 instances; target < 1000 ms)")
+    print(
+        f"healthy local stack          : median {s * 1000:7.1f} ms   "
+        f"(database + migrations + {args.instances} ledger v1 instances; target < 1000 ms)"
+    )
     return 0
 
 

@@ -34,22 +34,34 @@ RELEASE_MIGRATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 _CONTRACT = ("0005",)
 
 
-def _release(name: str) -> Release:
-    migrations = RELEASE_MIGRATIONS[name]
+#: Backfills are throttled the way a team throttles them in production (a pause between
+#: batches): with the seed data, 0004 takes about a second, long enough to be caught.
+_MIGRATE_ENV = {"LEDGER_BACKFILL_BATCH_SIZE": "200", "LEDGER_BACKFILL_PAUSE": "0.02"}
+
+
+def _release(name: str, *, runs: str | None = None, bug: str | None = None) -> Release:
+    """Release ``name``; ``runs`` is the code release it runs (for a variant), ``bug`` a
+    deliberate bug switch (``LEDGER_BUG``)."""
+    code = runs or name
+    migrations = RELEASE_MIGRATIONS[code]
+    env = dict(_MIGRATE_ENV)
+    if bug is not None:
+        env["LEDGER_BUG"] = bug
     return Release(
         name=name,
+        env=env,
         command=(
             "{python}",
             "-m",
             "ledger.app",
             "--release",
-            name,
+            code,
             "--host",
             "{host}",
             "--port",
             "{port}",
         ),
-        migrate_command=("{python}", "-m", "ledger.migrate", "--release", name, "--to", "{target}"),
+        migrate_command=("{python}", "-m", "ledger.migrate", "--release", code, "--to", "{target}"),
         migrations=migrations,
         contract_migrations=_CONTRACT if "0005" in migrations else (),
         health_path="/healthz",
@@ -63,7 +75,15 @@ def target() -> Target:
     """The ledger: v1 (cents), v2 (multi-currency, hurried migrations), v2.1 (fix-forward)."""
     return Target(
         name="ledger",
-        releases=(_release("v1"), _release("v2"), _release("v2.1")),
+        releases=(
+            _release("v1"),
+            _release("v2"),
+            _release("v2.1"),
+            # Bad releases, for the release faults: v2 code with a deliberate bug.
+            _release("v2-unhealthy", runs="v2", bug="unhealthy"),
+            _release("v2-lose-cent", runs="v2", bug="lose_cent"),
+        ),
+        seed_command=("{python}", "-m", "ledger.seed", "--seed", "{seed}"),
         applied_migrations_sql=APPLIED_MIGRATIONS_SQL,
         database="ledger",
         description=(

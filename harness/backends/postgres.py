@@ -313,8 +313,14 @@ class PgCluster:
             db = pgsql.Identifier(self.database)
             conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
             conn.execute(pgsql.SQL("CREATE DATABASE {}").format(db))
-        argv = [self.binaries.tool("pg_restore"), "--exit-on-error", "-d", self.database,
-                *self._client_args(dbname=False), str(path)]
+        argv = [
+            self.binaries.tool("pg_restore"),
+            "--exit-on-error",
+            "-d",
+            self.database,
+            *self._client_args(dbname=False),
+            str(path),
+        ]
         _run(argv, None, "pg_restore")
 
     def _client_args(self, dbname: bool = True) -> list[str]:

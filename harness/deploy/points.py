@@ -79,13 +79,15 @@ class FaultPoint:
             )
 
 
-def parse_point(text: str, *, delay: float | None = None, statement: str | None = None
-                ) -> FaultPoint:
+def parse_point(
+    text: str, *, delay: float | None = None, statement: str | None = None
+) -> FaultPoint:
     """Parse ``before:<step>`` / ``during:<step>`` / ``after:<step>``."""
     when_text, sep, step = text.partition(":")
     if not sep or not step:
         raise SpecError(
-            f"fault point {text!r}", expected="<when>:<step>, e.g. during:migrate:0004",
+            f"fault point {text!r}",
+            expected="<when>:<step>, e.g. during:migrate:0004",
             choices=[w.value for w in When],
         )
     try:

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness._wait import wait_for
 from harness.backends.base import Backend, Stack
 from harness.deploy.plan import Plan, Step, StepKind, build_plan, reported_release
 from harness.deploy.points import FaultPoint, When
 from harness.deploy.strategies import StrategyName, recover
-from harness._wait import wait_for
 from harness.errors import ChaosError, ServiceError, SpecError, WaitTimeout
 from harness.faults.base import Fault, FaultContext
 from harness.report.outcome import (
@@ -108,15 +108,21 @@ class RunSpec:
     health_grace: float = 2.0
 
     def plan(self) -> Plan:
-        plan = build_plan(self.target, self.target.release(self.source),
-                          self.target.release(self.dest), instances=self.instances)
+        plan = build_plan(
+            self.target,
+            self.target.release(self.source),
+            self.target.release(self.dest),
+            instances=self.instances,
+        )
         self.point.check(plan)
         self.fault.validate(plan, None if self.point.in_recovery else self.point.step)
         if self.fix is not None:
             self.target.release(self.fix)
         if self.recover_after is not None and self.recover_after not in plan.step_names:
-            raise SpecError(f"recover_after {self.recover_after!r} names no step of the plan",
-                            choices=plan.step_names)
+            raise SpecError(
+                f"recover_after {self.recover_after!r} names no step of the plan",
+                choices=plan.step_names,
+            )
         if self.step_timeout <= 0 or self.health_grace < 0:
             raise SpecError("step_timeout must be > 0 and health_grace >= 0")
         return plan
@@ -220,7 +226,7 @@ class _DuringTrigger:
                     "SELECT query FROM pg_stat_activity WHERE state = 'active' "
                     "AND pid <> pg_backend_pid() AND application_name NOT LIKE 'deploy-chaos%'"
                 )
-            except Exception:  # noqa: BLE001 - the database may be down; keep looking
+            except Exception:
                 rows = []
             for (query,) in rows:
                 if query and pattern.search(str(query)):
@@ -247,7 +253,8 @@ def _run_step(stack: Stack, plan: Plan, step: Step, ctx: FaultContext, timeout: 
             ctx.command = None
         if not result.ok:
             raise ServiceError(
-                f"{stack.name}.migrate", step.name,
+                f"{stack.name}.migrate",
+                step.name,
                 f"exit status {result.returncode} after {result.seconds:.1f}s",
                 result.output[-3000:],
             )
@@ -262,8 +269,9 @@ def _run_step(stack: Stack, plan: Plan, step: Step, ctx: FaultContext, timeout: 
         for app in stack.apps:
             said = reported_release(app.base_url, app.release)
             if said != plan.dest.name:
-                raise ServiceError(app.name, "verify",
-                                   f"reports release {said!r}, expected {plan.dest.name!r}")
+                raise ServiceError(
+                    app.name, "verify", f"reports release {said!r}, expected {plan.dest.name!r}"
+                )
 
 
 def _unhealthy(stack: Stack, grace: float) -> str | None:
@@ -289,7 +297,7 @@ def read_end_state(stack: Stack) -> EndState:
     """The state as the system itself reports it."""
     try:
         migrations: tuple[str, ...] | None = tuple(stack.applied_migrations())
-    except Exception:  # noqa: BLE001 - unreachable database: unknown migration state
+    except Exception:
         migrations = None
     instances = []
     for app in stack.apps:
@@ -297,8 +305,15 @@ def read_end_state(stack: Stack) -> EndState:
             release = reported_release(app.base_url, app.release) if app.running else None
         except (OSError, ValueError):
             release = None
-        instances.append(InstanceState(app.index, release, _app_healthy(app) if app.running
-                                       else False, app.running, app.paused))
+        instances.append(
+            InstanceState(
+                app.index,
+                release,
+                _app_healthy(app) if app.running else False,
+                app.running,
+                app.paused,
+            )
+        )
     return EndState(migrations, tuple(instances))
 
 
@@ -320,23 +335,38 @@ def run_chaos(
     timeline = Timeline()
     errors: list[RunError] = []
     outcome = RunOutcome(
-        scenario=spec.scenario, target=spec.target.name, source=spec.source, dest=spec.dest,
-        fault=spec.fault.name, point=spec.point.name, strategy=spec.strategy.value,
-        seed=spec.seed, backend=backend.name, run_id=backend.run_id, plan=plan.step_names,
+        scenario=spec.scenario,
+        target=spec.target.name,
+        source=spec.source,
+        dest=spec.dest,
+        fault=spec.fault.name,
+        point=spec.point.name,
+        strategy=spec.strategy.value,
+        seed=spec.seed,
+        backend=backend.name,
+        run_id=backend.run_id,
+        plan=plan.step_names,
     )
     timeline.add(EventKind.RUN_START, outcome.run_key)
     say(f"{outcome.run_key}: starting stack on {spec.source}")
-    with backend.start_stack(spec.target, plan.source, instances=spec.instances) as stack, \
-            tempfile.TemporaryDirectory(prefix="deploy-chaos-backup-") as tmp:
+    with (
+        backend.start_stack(spec.target, plan.source, instances=spec.instances) as stack,
+        tempfile.TemporaryDirectory(prefix="deploy-chaos-backup-") as tmp,
+    ):
         ctx = FaultContext(stack, plan)
         faults = _Faults(spec.fault, ctx, timeline, errors)
         if spec.target.seed_command:
             say(f"{outcome.run_key}: seeding data")
-            seeded = stack.start_command(plan.source, spec.target.seed_command,
-                                         {"seed": str(spec.seed)}).wait(timeout=spec.step_timeout)
+            seeded = stack.start_command(
+                plan.source, spec.target.seed_command, {"seed": str(spec.seed)}
+            ).wait(timeout=spec.step_timeout)
             if not seeded.ok:
-                raise ServiceError(f"{stack.name}.seed", "seed data",
-                                   f"exit status {seeded.returncode}", seeded.output[-3000:])
+                raise ServiceError(
+                    f"{stack.name}.seed",
+                    "seed data",
+                    f"exit status {seeded.returncode}",
+                    seeded.output[-3000:],
+                )
         backup = Path(tmp) / "before-plan.dump"
         stack.database.backup(backup)
         detection: Detection | None = None
@@ -345,31 +375,42 @@ def run_chaos(
                 workload.start(stack, timeline)
             detection = _walk_plan(stack, plan, spec, ctx, faults, timeline, workload, say)
             if detection is None and not faults.active and not spec.point.in_recovery:
-                errors.append(RunError("plan", spec.point.name, "NotFired",
-                                       "the fault point was never reached"))
+                errors.append(
+                    RunError(
+                        "plan", spec.point.name, "NotFired", "the fault point was never reached"
+                    )
+                )
             faults.heal_all("recovery starts" if detection else "plan finished")
             if detection is not None:
                 outcome.detected = detection.describe()
-                say(f"{outcome.run_key}: detected {detection.describe()}; "
-                    f"recovering by {spec.strategy.value}")
+                say(
+                    f"{outcome.run_key}: detected {detection.describe()}; "
+                    f"recovering by {spec.strategy.value}"
+                )
                 recovery_trigger = None
                 if spec.point.in_recovery:
                     recovery_trigger = _DuringTrigger(
-                        spec.point, stack, lambda d: faults.inject(f"during recovery, {d}"))
+                        spec.point, stack, lambda d: faults.inject(f"during recovery, {d}")
+                    )
                     recovery_trigger.start()
                 try:
                     result = recover(
-                        spec.strategy, stack=stack, plan=plan, timeline=timeline,
+                        spec.strategy,
+                        stack=stack,
+                        plan=plan,
+                        timeline=timeline,
                         fix=spec.target.release(spec.fix) if spec.fix else None,
-                        backup=backup, step_timeout=spec.step_timeout,
+                        backup=backup,
+                        step_timeout=spec.step_timeout,
                     )
                 finally:
                     if recovery_trigger is not None:
                         recovery_trigger.finish()
                 outcome.recovered = result.ok
                 for failed in (s for s in result.steps if not s.ok):
-                    errors.append(RunError("recovery", failed.name, "RecoveryStepFailed",
-                                           failed.error))
+                    errors.append(
+                        RunError("recovery", failed.name, "RecoveryStepFailed", failed.error)
+                    )
         finally:
             faults.heal_all("run ends")
             if workload is not None:
@@ -383,15 +424,23 @@ def run_chaos(
             outcome.errors = tuple(errors)
             outcome.duration_s = timeline.elapsed()
             outcome.fault_seconds = faults.fault_seconds
-            say(f"{outcome.run_key}: done in {outcome.duration_s:.1f}s; end state "
+            say(
+                f"{outcome.run_key}: done in {outcome.duration_s:.1f}s; end state "
                 f"migrations={list(outcome.end_state.migrations or [])} "
-                f"releases={list(outcome.end_state.releases)}")
+                f"releases={list(outcome.end_state.releases)}"
+            )
     return outcome
 
 
 def _walk_plan(
-    stack: Stack, plan: Plan, spec: RunSpec, ctx: FaultContext, faults: _Faults,
-    timeline: Timeline, workload: Workload | None, say: Progress,
+    stack: Stack,
+    plan: Plan,
+    spec: RunSpec,
+    ctx: FaultContext,
+    faults: _Faults,
+    timeline: Timeline,
+    workload: Workload | None,
+    say: Progress,
 ) -> Detection | None:
     point = spec.point
     for step in plan.steps:
@@ -426,8 +475,9 @@ def _walk_plan(
         if breach is not None:
             return _detected(timeline, DetectionKind.ERROR_BUDGET, step.name, breach)
         if spec.recover_after == step.name:
-            return _detected(timeline, DetectionKind.FORCED, step.name,
-                             "the scenario forces recovery here")
+            return _detected(
+                timeline, DetectionKind.FORCED, step.name, "the scenario forces recovery here"
+            )
     return None
 
 

@@ -40,8 +40,7 @@ class StrategyName(enum.Enum):
         try:
             return cls(value)
         except ValueError:
-            raise SpecError(f"unknown strategy {value!r}", choices=[s.value for s in cls]) \
-                from None
+            raise SpecError(f"unknown strategy {value!r}", choices=[s.value for s in cls]) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,23 +86,33 @@ class _Recovery:
 
     def migrate(self, prefix: str, release: Release, to: str) -> None:
         applied = self._applied()
-        wanted = [] if to == BASE_MIGRATION else \
-            list(release.migrations[: release.migrations.index(to) + 1])
+        wanted = (
+            []
+            if to == BASE_MIGRATION
+            else list(release.migrations[: release.migrations.index(to) + 1])
+        )
         if applied == wanted:
             return
-        self.step(f"{prefix}:migrate:{to}",
-                  lambda: self.stack.migrate(release, to, timeout=self.step_timeout))
+        self.step(
+            f"{prefix}:migrate:{to}",
+            lambda: self.stack.migrate(release, to, timeout=self.step_timeout),
+        )
 
     def rollout_all(self, prefix: str, release: Release, *, force: bool = False) -> None:
         for app in self.stack.apps:
-            if force or app.release.name != release.name or not app.running \
-                    or app.paused or not _healthy(app.base_url + release.health_path):
+            if (
+                force
+                or app.release.name != release.name
+                or not app.running
+                or app.paused
+                or not _healthy(app.base_url + release.health_path)
+            ):
                 self.step(f"{prefix}:rollout:{app.index}", partial(app.deploy, release))
 
     def _applied(self) -> list[str] | None:
         try:
             return self.stack.applied_migrations()
-        except Exception:  # noqa: BLE001 - unknown state: let the migrate step decide
+        except Exception:
             return None
 
 

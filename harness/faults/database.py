@@ -1,4 +1,4 @@
-"""Database faults: crash, pause, terminated connections, a conflicting lock, a statement timeout."""
+"""Database faults: crash, pause, terminated connections, a held lock, a statement timeout."""
 
 from __future__ import annotations
 
@@ -116,8 +116,9 @@ class _LockHolder:
     """A connection holding a table lock in an open transaction until released."""
 
     def __init__(self, url: str, table: str, mode: str) -> None:
-        self._conn = psycopg.connect(url, autocommit=False, connect_timeout=5,
-                                     application_name="deploy-chaos-lock")
+        self._conn = psycopg.connect(
+            url, autocommit=False, connect_timeout=5, application_name="deploy-chaos-lock"
+        )
         self._lock = threading.Lock()
         self._conn.execute(
             sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(table), sql.SQL(mode))
@@ -132,8 +133,16 @@ class _LockHolder:
                     self._conn.close()
 
 
-_LOCK_MODES = ("ACCESS EXCLUSIVE", "EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE",
-               "SHARE UPDATE EXCLUSIVE", "ROW EXCLUSIVE", "ROW SHARE", "ACCESS SHARE")
+_LOCK_MODES = (
+    "ACCESS EXCLUSIVE",
+    "EXCLUSIVE",
+    "SHARE ROW EXCLUSIVE",
+    "SHARE",
+    "SHARE UPDATE EXCLUSIVE",
+    "ROW EXCLUSIVE",
+    "ROW SHARE",
+    "ACCESS SHARE",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,10 @@ class MigrationFailsAt:
 
     def __post_init__(self) -> None:
         if not isinstance(self.statement, int) or self.statement < 1:
-            raise SpecError(f"fault migration_fails_at: statement {self.statement!r}",
-                            expected="an integer >= 1")
+            raise SpecError(
+                f"fault migration_fails_at: statement {self.statement!r}",
+                expected="an integer >= 1",
+            )
 
     @property
     def name(self) -> str:
@@ -86,8 +88,11 @@ class BadRelease:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         plan.target.release(self.variant)
         rollouts = [s for s in plan.step_names if s.startswith("rollout:")]
-        if point_step is None or point_step not in plan.step_names or \
-                plan.step_names.index(point_step) > plan.step_names.index(rollouts[-1]):
+        if (
+            point_step is None
+            or point_step not in plan.step_names
+            or plan.step_names.index(point_step) > plan.step_names.index(rollouts[-1])
+        ):
             raise SpecError(
                 f"fault {self.name} at {point_step!r}: no rollout follows",
                 expected="a point at or before the last rollout step",

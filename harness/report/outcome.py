@@ -58,13 +58,23 @@ class Event:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"t": round(self.t, 4), "wall": round(self.wall, 4), "kind": self.kind.value,
-                "subject": self.subject, "detail": self.detail}
+        return {
+            "t": round(self.t, 4),
+            "wall": round(self.wall, 4),
+            "kind": self.kind.value,
+            "subject": self.subject,
+            "detail": self.detail,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:
-        return cls(float(data["t"]), float(data["wall"]), EventKind(data["kind"]),
-                   str(data["subject"]), str(data.get("detail", "")))
+        return cls(
+            float(data["t"]),
+            float(data["wall"]),
+            EventKind(data["kind"]),
+            str(data["subject"]),
+            str(data.get("detail", "")),
+        )
 
 
 class Timeline:
@@ -174,8 +184,11 @@ class RunOutcome:
             "events": [e.to_json() for e in self.events],
             "detected": self.detected,
             "recovered": self.recovered,
-            "end_state": None if self.end_state is None else {
-                "migrations": None if self.end_state.migrations is None
+            "end_state": None
+            if self.end_state is None
+            else {
+                "migrations": None
+                if self.end_state.migrations is None
                 else list(self.end_state.migrations),
                 "instances": [asdict(i) for i in self.end_state.instances],
             },
@@ -204,12 +217,20 @@ class RunOutcome:
                 tuple(InstanceState(**i) for i in end["instances"]),
             )
         return cls(
-            scenario=data["scenario"], target=data["target"], source=data["source"],
-            dest=data["dest"], fault=data["fault"], point=data["point"],
-            strategy=data["strategy"], seed=int(data["seed"]), backend=data["backend"],
-            run_id=data["run_id"], plan=tuple(data["plan"]),
+            scenario=data["scenario"],
+            target=data["target"],
+            source=data["source"],
+            dest=data["dest"],
+            fault=data["fault"],
+            point=data["point"],
+            strategy=data["strategy"],
+            seed=int(data["seed"]),
+            backend=data["backend"],
+            run_id=data["run_id"],
+            plan=tuple(data["plan"]),
             events=tuple(Event.from_json(e) for e in data["events"]),
-            detected=data.get("detected"), recovered=data.get("recovered"),
+            detected=data.get("detected"),
+            recovered=data.get("recovered"),
             end_state=end_state,
             errors=tuple(RunError(**e) for e in data.get("errors", ())),
             verdicts=dict(data.get("verdicts", {})),

@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from harness._loader import load_target
@@ -21,7 +22,7 @@ from harness.deploy.points import parse_point
 from harness.deploy.runner import RunSpec, run_chaos
 from harness.deploy.strategies import StrategyName
 from harness.errors import SpecError
-from harness.faults.base import Fault
+from harness.faults.base import Fault, FaultContext
 from harness.faults.database import (
     DbCrash,
     LockConflict,
@@ -63,14 +64,30 @@ def _observe(stack: Stack) -> Observed:
     return Observed(migrations, tuple(releases), paused, toxics)
 
 
-def _run(backend: LocalBackend, fault: Fault, point: str, strategy: str, *,
-         fix: str | None = None, recover_after: str | None = None
-         ) -> tuple[RunOutcome, Observed]:
+def _run(
+    backend: LocalBackend,
+    fault: Fault,
+    point: str,
+    strategy: str,
+    *,
+    fix: str | None = None,
+    recover_after: str | None = None,
+) -> tuple[RunOutcome, Observed]:
     seen: list[Observed] = []
-    spec = RunSpec(TARGET, "v1", "v2", fault, parse_point(point), StrategyName(strategy),
-                   fix=fix, recover_after=recover_after, seed=7)
-    outcome = run_chaos(backend, spec, progress=print,
-                        after_run=lambda stack, _o: seen.append(_observe(stack)))
+    spec = RunSpec(
+        TARGET,
+        "v1",
+        "v2",
+        fault,
+        parse_point(point),
+        StrategyName(strategy),
+        fix=fix,
+        recover_after=recover_after,
+        seed=7,
+    )
+    outcome = run_chaos(
+        backend, spec, progress=print, after_run=lambda stack, _o: seen.append(_observe(stack))
+    )
     for event in outcome.events:
         print(f"  {event.t:7.2f} {event.kind.value:<22} {event.subject} {event.detail[:120]!r}")
     observed = seen[0]
@@ -89,34 +106,56 @@ def _run(backend: LocalBackend, fault: Fault, point: str, strategy: str, *,
 
 def test_db_crash_during_backfill_then_rollback(local_backend: LocalBackend) -> None:
     outcome, seen = _run(local_backend, DbCrash(), "during:migrate:0004", "rollback")
-    assert outcome.detected is not None and "migrate:0004" in outcome.detected
+    assert outcome.detected is not None
+    assert "migrate:0004" in outcome.detected
     assert outcome.recovered is True
     assert seen.migrations == V1
     assert seen.releases == ("v1", "v1")
 
 
-def test_statement_timeout_before_migration_then_restore(local_backend: LocalBackend) -> None:
-    outcome, seen = _run(local_backend, StatementTimeout(1), "before:migrate:0003", "restore")
-    assert outcome.detected is not None and "step_error at migrate:0003" in outcome.detected
+def test_lock_conflict_before_expand_then_restore(local_backend: LocalBackend) -> None:
+    outcome, seen = _run(local_backend, LockConflict("accounts"), "before:migrate:0003", "restore")
+    assert outcome.detected is not None
+    assert "lock timeout" in outcome.detected
     assert outcome.recovered is True
     assert seen.migrations == V1
     assert seen.releases == ("v1", "v1")
+
+
+def test_statement_timeout_applies_to_new_sessions_and_heals(
+    local_backend: LocalBackend,
+) -> None:
+    target = TARGET
+    with local_backend.start_stack(target, target.release("v1"), instances=1) as stack:
+        plan = RunSpec(
+            target, "v1", "v2", StatementTimeout(1), parse_point("before:verify"), StrategyName.HALT
+        ).plan()
+        ctx = FaultContext(stack, plan)
+        fault = StatementTimeout(25)
+        handle = fault.inject(ctx)
+        try:
+            with psycopg.connect(stack.database.url) as conn:
+                assert conn.execute("SHOW statement_timeout").fetchone() == ("25ms",)
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    conn.execute("SELECT pg_sleep(1)")
+        finally:
+            fault.heal(ctx, handle)
+        with psycopg.connect(stack.database.url) as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
 
 
 def test_terminate_backends_after_migration_then_forced_halt(local_backend: LocalBackend) -> None:
-    outcome, seen = _run(local_backend, TerminateBackends(), "after:migrate:0003", "halt",
-                         recover_after="migrate:0003")
-    assert outcome.detected is not None and outcome.detected.startswith("forced")
+    outcome, seen = _run(
+        local_backend,
+        TerminateBackends(),
+        "after:migrate:0003",
+        "halt",
+        recover_after="migrate:0003",
+    )
+    assert outcome.detected is not None
+    assert outcome.detected.startswith("forced")
     assert seen.migrations == ("0001", "0002", "0003")
     assert seen.releases == ("v1", "v1"), "halt reverses nothing and rolls nothing out"
-
-
-def test_lock_conflict_during_expand_hits_lock_timeout(local_backend: LocalBackend) -> None:
-    outcome, seen = _run(local_backend, LockConflict("accounts"), "before:migrate:0003",
-                         "rollback")
-    assert outcome.detected is not None and "lock timeout" in outcome.detected
-    assert outcome.recovered is True
-    assert seen.migrations == V1
 
 
 # -- process faults ---------------------------------------------------------------------
@@ -125,18 +164,20 @@ def test_lock_conflict_during_expand_hits_lock_timeout(local_backend: LocalBacke
 def test_kill_migration_mid_backfill_then_roll_forward_with_fix(
     local_backend: LocalBackend,
 ) -> None:
-    outcome, seen = _run(local_backend, KillMigration(), "during:migrate:0004", "roll_forward",
-                         fix="v2.1")
-    assert outcome.detected is not None and "migrate:0004" in outcome.detected
+    outcome, seen = _run(
+        local_backend, KillMigration(), "during:migrate:0004", "roll_forward", fix="v2.1"
+    )
+    assert outcome.detected is not None
+    assert "migrate:0004" in outcome.detected
     assert outcome.recovered is True
     assert seen.migrations == ALL
     assert seen.releases == ("v2.1", "v2.1")
 
 
 def test_kill_app_before_rollout_then_rollback(local_backend: LocalBackend) -> None:
-    outcome, seen = _run(local_backend, KillApp(1, duration=None), "before:rollout:0",
-                         "rollback")
-    assert outcome.detected is not None and "app1" in outcome.detected
+    outcome, seen = _run(local_backend, KillApp(1, duration=None), "before:rollout:0", "rollback")
+    assert outcome.detected is not None
+    assert "app1" in outcome.detected
     assert outcome.recovered is True
     assert seen.migrations == V1
     assert seen.releases == ("v1", "v1")
@@ -146,7 +187,8 @@ def test_pause_canary_after_rollout_then_halt_keeps_mixed_versions(
     local_backend: LocalBackend,
 ) -> None:
     outcome, seen = _run(local_backend, PauseApp(0, duration=None), "after:rollout:0", "halt")
-    assert outcome.detected is not None and outcome.detected.startswith("health")
+    assert outcome.detected is not None
+    assert outcome.detected.startswith("health")
     assert seen.migrations == V2_EXPAND
     assert seen.releases == ("v2", "v1"), "halt freezes the rollout: mixed versions stay"
 
@@ -159,8 +201,7 @@ def test_half_applied_expand_cannot_roll_forward_with_the_same_release(
 ) -> None:
     # Statement 1 is the migrate tool's own CREATE TABLE IF NOT EXISTS; 3 is 0003's second
     # ALTER: 0003 ends half-applied, and v2's 0003 cannot be re-run.
-    outcome, seen = _run(local_backend, MigrationFailsAt(3), "before:migrate:0003",
-                         "roll_forward")
+    outcome, seen = _run(local_backend, MigrationFailsAt(3), "before:migrate:0003", "roll_forward")
     assert outcome.recovered is False
     assert any(e.phase == "recovery" for e in outcome.errors)
     assert seen.migrations == V1
@@ -169,16 +210,22 @@ def test_half_applied_expand_cannot_roll_forward_with_the_same_release(
 def test_half_applied_expand_rolls_forward_with_the_fix_release(
     local_backend: LocalBackend,
 ) -> None:
-    outcome, seen = _run(local_backend, MigrationFailsAt(3), "before:migrate:0003",
-                         "roll_forward", fix="v2.1")
+    outcome, seen = _run(
+        local_backend, MigrationFailsAt(3), "before:migrate:0003", "roll_forward", fix="v2.1"
+    )
     assert outcome.recovered is True
     assert seen.migrations == ALL
     assert seen.releases == ("v2.1", "v2.1")
 
 
-def test_contract_fails_during_its_statement_then_rollback(local_backend: LocalBackend) -> None:
-    outcome, seen = _run(local_backend, MigrationFailsAt(2), "during:contract:0005", "rollback")
-    assert outcome.detected is not None and "contract:0005" in outcome.detected
+def test_failing_ddl_armed_during_backfill_breaks_the_contract(
+    local_backend: LocalBackend,
+) -> None:
+    # Armed while 0004 runs (DML only), it fires at the next DDL after the migrate tool's own
+    # CREATE TABLE IF NOT EXISTS: the contract's ALTER, steps later.
+    outcome, seen = _run(local_backend, MigrationFailsAt(2), "during:migrate:0004", "rollback")
+    assert outcome.detected is not None
+    assert "contract:0005" in outcome.detected
     assert outcome.recovered is True
     assert seen.migrations == V1
     assert seen.releases == ("v1", "v1")
@@ -187,9 +234,11 @@ def test_contract_fails_during_its_statement_then_rollback(local_backend: LocalB
 def test_bad_release_after_backfill_is_detected_and_rolled_back(
     local_backend: LocalBackend,
 ) -> None:
-    outcome, seen = _run(local_backend, BadRelease("v2-unhealthy"), "after:migrate:0004",
-                         "rollback")
-    assert outcome.detected is not None and "rollout:0" in outcome.detected
+    outcome, seen = _run(
+        local_backend, BadRelease("v2-unhealthy"), "after:migrate:0004", "rollback"
+    )
+    assert outcome.detected is not None
+    assert "rollout:0" in outcome.detected
     assert outcome.recovered is True
     assert seen.releases == ("v1", "v1")
     assert seen.migrations == V1
@@ -199,8 +248,13 @@ def test_bad_release_after_backfill_is_detected_and_rolled_back(
 
 
 def test_fault_during_rollback_is_recorded(local_backend: LocalBackend) -> None:
-    outcome, _seen = _run(local_backend, DbCrash(duration=1.0), "during:recovery", "rollback",
-                          recover_after="migrate:0004")
+    outcome, _seen = _run(
+        local_backend,
+        DbCrash(duration=1.0),
+        "during:recovery",
+        "rollback",
+        recover_after="migrate:0004",
+    )
     inject = [e for e in outcome.events if e.kind is EventKind.FAULT_INJECT]
     start = next(e for e in outcome.events if e.kind is EventKind.RECOVERY_START)
     assert inject[0].t >= start.t
@@ -211,8 +265,9 @@ def test_fault_during_rollback_is_recorded(local_backend: LocalBackend) -> None:
 
 
 def test_unknown_step_lists_the_plan() -> None:
-    spec = RunSpec(TARGET, "v1", "v2", DbCrash(), parse_point("during:migrate:0009"),
-                   StrategyName.ROLLBACK)
+    spec = RunSpec(
+        TARGET, "v1", "v2", DbCrash(), parse_point("during:migrate:0009"), StrategyName.ROLLBACK
+    )
     with pytest.raises(SpecError) as info:
         spec.plan()
     assert "migrate:0003" in info.value.choices
@@ -226,5 +281,11 @@ def test_bad_values_have_one_clear_error_each() -> None:
     with pytest.raises(SpecError, match="unknown moment 'amid'"):
         parse_point("amid:migrate:0003")
     with pytest.raises(SpecError, match="needs a running migration"):
-        RunSpec(TARGET, "v1", "v2", KillMigration(), parse_point("before:rollout:0"),
-                StrategyName.ROLLBACK).plan()
+        RunSpec(
+            TARGET,
+            "v1",
+            "v2",
+            KillMigration(),
+            parse_point("before:rollout:0"),
+            StrategyName.ROLLBACK,
+        ).plan()

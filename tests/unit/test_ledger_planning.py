@@ -141,13 +141,16 @@ def test_v2_expand_is_not_rerunnable_and_v2_1_expand_is() -> None:
 def test_target_matches_the_registries() -> None:
     module = _load_target_module()
     target = module.target()
-    assert [r.name for r in target.releases] == [r.value for r in ReleaseName]
+    code_releases = [r.value for r in ReleaseName]
+    assert [r.name for r in target.releases][:3] == code_releases
     for release in target.releases:
-        assert release.migrations == tuple(m.id for m in migrations_for(ReleaseName(release.name)))
+        code = release.command[4]  # the code release it runs ("v2" for a bad variant of v2)
+        assert code in code_releases
+        assert release.name == code or release.env.get("LEDGER_BUG")
+        assert release.migrations == tuple(m.id for m in migrations_for(ReleaseName(code)))
         assert release.cwd == LEDGER_DIR
-        assert release.command[:3] == ("{python}", "-m", "ledger.app")
-        assert ("--release", release.name) == release.command[3:5]
-        assert release.migrate_command[-2:] == ("--to", "{target}")
+        assert release.command[:4] == ("{python}", "-m", "ledger.app", "--release")
+        assert release.migrate_command[-4:] == ("--release", code, "--to", "{target}")
     assert target.release("v1").contract_migrations == ()
     assert target.release("v2").contract_migrations == ("0005",)
     assert target.release("v2.1").contract_migrations == ("0005",)

@@ -43,6 +43,10 @@ class Bug(StrEnum):
     ACK_BEFORE_COMMIT = "ack_before_commit"
     #: Apply an idempotency-key replay a second time (the money moves again).
     DOUBLE_APPLY = "double_apply"
+    #: Credit the receiver of a transfer one cent less than the sender is debited.
+    LOSE_CENT = "lose_cent"
+    #: Answer /healthz with 503 whatever the database says (a release that fails its check).
+    UNHEALTHY = "unhealthy"
 
 
 def parse_bug(value: str | None) -> Bug | None:

@@ -104,6 +104,8 @@ class Ledger:
 
     def check_health(self) -> None:
         """Return when ``SELECT 1`` succeeds within about a second; Unavailable otherwise."""
+        if self.bug is Bug.UNHEALTHY:
+            raise Unavailable("deliberate bug: this release always fails its health check")
         try:
             with self._connection(HEALTH_DEADLINE, HEALTH_DEADLINE) as conn:
                 conn.execute("SELECT 1")
@@ -254,7 +256,7 @@ class Ledger:
                     f"currency mismatch: deposit in {currency},"
                     f" account {destination} holds {to.currency}"
                 )
-        self._shift(conn, accounts, source, destination, amount)
+        self._shift(conn, accounts, source, destination, amount, lose_cent=self._loses_cent(source))
         columns = "idempotency_key, from_account, to_account, amount_cents"
         values: tuple[object, ...] = (key, source, destination, amount)
         if self.release.multi_currency:
@@ -288,6 +290,10 @@ class Ledger:
             return existing, True
         return existing, False
 
+    def _loses_cent(self, source: int | None) -> bool:
+        # Deliberate bug: a transfer between accounts credits one cent less than it debits.
+        return self.bug is Bug.LOSE_CENT and source is not None
+
     def _by_key(self, conn: _Conn, key: str) -> Transfer | None:
         row = conn.execute(
             f"SELECT {self._transfer_columns} FROM transfers WHERE idempotency_key = %s", (key,)
@@ -310,6 +316,8 @@ class Ledger:
         source: int | None,
         destination: int,
         amount: int,
+        *,
+        lose_cent: bool = False,
     ) -> None:
         if source is not None:
             balance = accounts[source].balance_cents
@@ -324,7 +332,7 @@ class Ledger:
             )
         conn.execute(
             "UPDATE accounts SET balance_cents = balance_cents + %s WHERE id = %s",
-            (amount, destination),
+            (amount - 1 if lose_cent else amount, destination),
         )
 
 
