@@ -40,6 +40,7 @@ class ProxyTarget:
     client: ToxiproxyClient
     embedded: bool
     seed: int
+    log_tail: Callable[[], str] = lambda: ""
 
     def raw(
         self,
@@ -80,7 +81,8 @@ def target() -> Iterator[ProxyTarget]:
         yield ProxyTarget(url.rstrip("/"), ToxiproxyClient(url, timeout=10), False, seed)
         return
     with start_proxy_server(seed=seed) as server:
-        yield ProxyTarget(server.api_url, ToxiproxyClient(server.api_url, timeout=10), True, seed)
+        client = ToxiproxyClient(server.api_url, timeout=10)
+        yield ProxyTarget(server.api_url, client, True, seed, lambda: server.log_tail(10_000))
 
 
 @pytest.fixture

@@ -770,3 +770,9 @@ def test_client_errors_name_proxy_and_toxic(target: ProxyTarget, proxies: Make) 
     spec = ToxicSpec.of(ToxicType.SLICER, "upstream", 0.5, average_size=5)
     added = target.client.add_toxic(proxy.name, spec)
     assert added.spec == spec
+
+
+def test_server_logged_no_unexpected_error(target: ProxyTarget) -> None:
+    # file order: runs after every test above; the server must not have hit a bug meanwhile
+    log = target.log_tail()
+    assert "Traceback" not in log, log[-4000:]

@@ -166,3 +166,6 @@ def test_still_proxies_after_fuzzing(fuzz_target: ProxyTarget) -> None:
         fuzz_target.client.delete_proxy("after_fuzz")
     finally:
         server.close()
+    log = fuzz_target.log_tail()
+    assert "Traceback" not in log, log[-4000:]
+    assert "internal error" not in log
