@@ -12,15 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from harness.spec import Release, Target
+
+if TYPE_CHECKING:
+    from harness.faults.network import ToxiproxyClient
 
 __all__ = [
     "AppInstance",
     "Backend",
     "CommandResult",
     "Database",
+    "ProxyRoute",
     "RunningCommand",
     "Service",
     "Stack",
@@ -39,6 +43,16 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRoute:
+    """A proxy of the stack's fault proxy: ``name`` on the Toxiproxy API behind ``client``."""
+
+    client: ToxiproxyClient
+    name: str
+    listen_host: str
+    listen_port: int
 
 
 @runtime_checkable
@@ -145,6 +159,10 @@ class Stack(Protocol):
     @property
     def app_database_url(self) -> str:
         """The URL the app instances and migrations use (through the proxy when there is one)."""
+
+    @property
+    def db_proxy(self) -> ProxyRoute | None:
+        """The proxy between the app (and migrations) and the database."""
 
     def start_command(
         self, release: Release, argv: Sequence[str], values: dict[str, str] | None = None

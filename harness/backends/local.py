@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -27,15 +27,18 @@ import psycopg
 
 from harness._runstate import RunDir, reap
 from harness._wait import wait_for
-from harness.backends.base import CommandResult
+from harness.backends.base import CommandResult, ProxyRoute
 from harness.backends.postgres import PgBinaries, PgCluster, PgTemplate, find_pg_binaries, free_port
 from harness.errors import (
     AppNotHealthy,
     BackendError,
     MigrationFailed,
+    ProxyError,
     ServiceError,
     SpecError,
 )
+from harness.faults.network import ToxiproxyClient
+from harness.proxy.process import ProxyServerProcess, start_proxy_server
 from harness.spec import Release, Target, fill_placeholders
 
 __all__ = ["LocalApp", "LocalBackend", "LocalCommand", "LocalDatabase", "LocalStack"]
@@ -58,7 +61,19 @@ def _http_status(url: str, timeout: float) -> int:
 
 
 class LocalDatabase(PgCluster):
-    """The stack's database: a :class:`PgCluster` (the Database contract)."""
+    """The stack's database: a :class:`PgCluster` (the Database contract).
+
+    ``on_port_change`` is called when a restart had to move the server to another port (the
+    old one was taken meanwhile), so the proxy in front of it can follow.
+    """
+
+    on_port_change: Callable[[int], None] | None = None
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        before = self.port
+        super().start(timeout=timeout)
+        if before and self.port != before and self.on_port_change is not None:
+            self.on_port_change(self.port)
 
 
 class LocalCommand:
@@ -287,6 +302,7 @@ class LocalStack:
             database=target.database,
         )
         self.apps: list[LocalApp] = []
+        self.db_proxy: ProxyRoute | None = None
         self._commands = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -295,7 +311,10 @@ class LocalStack:
 
     @property
     def app_database_url(self) -> str:
-        return self.database.url
+        route = self.db_proxy
+        if route is None:
+            return self.database.url
+        return self.database.url_via(route.listen_host, route.listen_port)
 
     def placeholder_values(
         self, release: Release, *, instance: int | None = None, port: int | None = None
@@ -335,6 +354,8 @@ class LocalStack:
         template = self.backend.template(self.target.database)
         self.database.create_from(template)
         self.database.start()
+        self.db_proxy = self.backend.route_to(f"{self.name}-db", self.database.port)
+        self.database.on_port_change = self._follow_database
         if release.migrations:
             self.migrate(release, release.last_migration)
         self.apps = [LocalApp(self, i, release) for i in range(instances)]
@@ -342,6 +363,10 @@ class LocalStack:
             app.launch()
         for app in self.apps:
             app.wait_healthy()
+
+    def _follow_database(self, port: int) -> None:
+        if self.db_proxy is not None:
+            self.db_proxy.client.update_proxy(self.db_proxy.name, upstream=f"127.0.0.1:{port}")
 
     def start_command(
         self, release: Release, argv: Sequence[str], values: dict[str, str] | None = None
@@ -394,6 +419,11 @@ class LocalStack:
             self.database.close()
         except Exception as exc:
             errors.append(exc)
+        if self.db_proxy is not None:
+            try:
+                self.db_proxy.client.delete_proxy(self.db_proxy.name)
+            except ProxyError as exc:
+                errors.append(exc)
         self.backend.forget_stack(self)
         if errors:
             raise BackendError(f"stack {self.name}: teardown had errors: {errors}")
@@ -424,6 +454,22 @@ class LocalBackend:
         self._stacks: list[LocalStack] = []
         self._names = 0
         self._lock = threading.Lock()
+        self._proxy_server: ProxyServerProcess | None = None
+        self._proxy_client: ToxiproxyClient | None = None
+
+    @property
+    def proxy_client(self) -> ToxiproxyClient:
+        """The client of the session's embedded proxy server (started on first use)."""
+        with self._lock:
+            if self._proxy_client is None:
+                self._proxy_server = start_proxy_server(log_path=self.run.path / "proxy.log")
+                self._proxy_client = ToxiproxyClient(self._proxy_server.api_url)
+            return self._proxy_client
+
+    def route_to(self, name: str, port: int) -> ProxyRoute:
+        """Create proxy ``name`` in front of 127.0.0.1:``port``; the route to reach it."""
+        info = self.proxy_client.create_proxy(name, f"127.0.0.1:{port}")
+        return ProxyRoute(self.proxy_client, name, info.listen_host, info.listen_port)
 
     def template(self, database: str) -> PgTemplate:
         with self._lock:
@@ -470,7 +516,11 @@ class LocalBackend:
                     if (error := future.exception()) is not None:
                         errors.append(error)
         finally:
-            self.run.close()
+            try:
+                if self._proxy_server is not None:
+                    self._proxy_server.stop()
+            finally:
+                self.run.close()
         if errors:
             raise BackendError(f"run {self.run_id}: closing stacks failed: {errors}")
 

@@ -488,8 +488,7 @@ def _detected(timeline: Timeline, kind: DetectionKind, step: str, detail: str) -
 
 
 def _leftovers(stack: Stack) -> list[RunError]:
-    """Faults must leave nothing behind: no paused process (proxies are checked by the
-    network faults' heal)."""
+    """Faults must leave nothing behind: no paused process, no toxic, no disabled proxy."""
     errors = []
     with contextlib.suppress(Exception):
         if stack.database.paused:
@@ -497,4 +496,12 @@ def _leftovers(stack: Stack) -> list[RunError]:
     for app in stack.apps:
         if app.paused:
             errors.append(RunError("teardown", app.name, "Leftover", "instance left paused"))
+    if stack.db_proxy is not None:
+        from harness.faults.network import leftover_network_faults
+
+        try:
+            left = leftover_network_faults(stack.db_proxy)
+        except ChaosError as exc:
+            left = [f"cannot read the proxy: {exc}"]
+        errors.extend(RunError("teardown", stack.db_proxy.name, "Leftover", x) for x in left)
     return errors

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from harness._loader import load_target
+from harness._wait import wait_for
 from harness.backends.base import Stack
 from harness.backends.local import LocalBackend
 from harness.deploy.points import parse_point
@@ -29,6 +30,7 @@ from harness.faults.database import (
     StatementTimeout,
     TerminateBackends,
 )
+from harness.faults.network import NetworkToxic, Partition, Stream, ToxicSpec
 from harness.faults.process import KillApp, KillMigration, PauseApp
 from harness.faults.release import BadRelease, MigrationFailsAt
 from harness.report.outcome import EventKind, RunOutcome
@@ -289,3 +291,53 @@ def test_bad_values_have_one_clear_error_each() -> None:
             parse_point("before:rollout:0"),
             StrategyName.ROLLBACK,
         ).plan()
+
+
+# -- network faults (through the embedded proxy) ------------------------------------------
+
+
+def test_app_and_migrations_reach_the_database_through_the_proxy(
+    local_backend: LocalBackend,
+) -> None:
+    with local_backend.start_stack(TARGET, TARGET.release("v1"), instances=1) as stack:
+        route = stack.db_proxy
+        assert route is not None
+        assert f":{route.listen_port}/" in stack.app_database_url
+        assert str(stack.database.port) not in stack.app_database_url
+        app = stack.apps[0]
+        assert app.healthy()
+        route.client.disable(route.name)
+        try:
+            wait_for(lambda: not app.healthy(), what="the app to lose the database", timeout=10)
+            assert stack.database.sql("SELECT 1") == [(1,)], "the harness's own path is direct"
+        finally:
+            route.client.enable(route.name)
+        wait_for(app.healthy, what="the app to reconnect", timeout=15)
+
+
+def test_partition_before_expand_then_rollback(local_backend: LocalBackend) -> None:
+    outcome, seen = _run(local_backend, Partition(duration=None), "before:migrate:0003", "rollback")
+    assert outcome.detected is not None
+    assert "migrate:0003" in outcome.detected
+    assert outcome.recovered is True
+    assert seen.migrations == V1
+    assert seen.releases == ("v1", "v1")
+
+
+def test_reset_peer_during_backfill_then_roll_forward(local_backend: LocalBackend) -> None:
+    fault = NetworkToxic(ToxicSpec.reset_peer(0, stream=Stream.UPSTREAM), duration=None)
+    outcome, seen = _run(local_backend, fault, "during:migrate:0004", "roll_forward", fix="v2.1")
+    assert outcome.detected is not None
+    assert "migrate:0004" in outcome.detected
+    assert outcome.recovered is True
+    assert seen.migrations == ALL
+    assert seen.releases == ("v2.1", "v2.1")
+
+
+def test_latency_after_canary_is_absorbed_then_forced_halt(local_backend: LocalBackend) -> None:
+    fault = NetworkToxic(ToxicSpec.latency(50), duration=None)
+    outcome, seen = _run(local_backend, fault, "after:rollout:0", "halt", recover_after="rollout:0")
+    assert outcome.detected is not None
+    assert outcome.detected.startswith("forced"), "50 ms of latency is absorbed, not detected"
+    assert seen.releases == ("v2", "v1")
+    assert seen.migrations == V2_EXPAND

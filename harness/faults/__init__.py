@@ -1,0 +1,1 @@
+"""Faults: network (through the proxy), process, database and release."""

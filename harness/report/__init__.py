@@ -1,0 +1,1 @@
+"""Reports: the RunOutcome model and its writers."""
