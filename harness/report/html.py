@@ -1,0 +1,357 @@
+"""``report.html``: one self-contained page (inline CSS, JS and SVG; no network).
+
+The scorecard matrix (fault x point rows, strategy columns, cells coloured pass / known
+hazard / unexpected failure, each linking to its run), then per run: a timeline chart (plan
+steps, fault inject and heal, detection, recovery steps, and the workload's throughput and
+error rate over time when the history gave a series), the verdicts with their evidence, the
+seed and the replay command. Several results.json (CI shards) merge into one report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ReportRun", "load_runs", "render_report", "write_report"]
+
+_CELL_CLASS = {"pass": "pass", "known hazard": "hazard", "unexpected failure": "unexpected"}
+_STRATEGY_ORDER = ("rollback", "roll_forward", "halt", "restore")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRun:
+    """One run as the report needs it (from a results.json record)."""
+
+    key: str
+    scenario: str
+    fault: str
+    point: str
+    strategy: str
+    seed: Any
+    replay: str
+    cell: str
+    summary: str
+    reasons: tuple[str, ...]
+    outcome: Mapping[str, Any]
+
+    @property
+    def anchor(self) -> str:
+        return "run-" + "".join(c if c.isalnum() else "-" for c in self.key)
+
+
+def _run_from_record(record: Mapping[str, Any]) -> ReportRun:
+    outcome = record.get("outcome") or {}
+    judgement = record.get("judgement") or {}
+    key = str(record.get("key") or outcome.get("scenario", "?"))
+    return ReportRun(
+        key=key,
+        scenario=str(outcome.get("scenario") or key.split("[", 1)[0]),
+        fault=str(outcome.get("fault", "?")),
+        point=str(outcome.get("point", "?")),
+        strategy=str(outcome.get("strategy", "?")),
+        seed=record.get("seed", outcome.get("seed")),
+        replay=str(record.get("replay", "")),
+        cell=str(judgement.get("cell", "unexpected failure")),
+        summary=str(judgement.get("summary", "the run produced no judgement")),
+        reasons=tuple(str(r) for r in judgement.get("reasons", ())),
+        outcome=outcome,
+    )
+
+
+def load_runs(paths: Sequence[Path]) -> list[ReportRun]:
+    """Read every results.json (checked by harness.report.json) into report runs."""
+    from harness.errors import SpecError
+    from harness.report.json import load_results
+
+    runs: dict[str, ReportRun] = {}
+    for path in paths:
+        for record in load_results(path)["runs"]:
+            run = _run_from_record(record)
+            if run.key in runs:
+                raise SpecError(f"run {run.key} appears in more than one file", source=path)
+            runs[run.key] = run
+    return [runs[k] for k in sorted(runs)]
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _strategies(runs: Iterable[ReportRun]) -> list[str]:
+    seen = {r.strategy for r in runs}
+    ordered = [s for s in _STRATEGY_ORDER if s in seen]
+    return ordered + sorted(seen - set(ordered))
+
+
+def _scorecard(runs: Sequence[ReportRun]) -> str:
+    strategies = _strategies(runs)
+    rows: dict[tuple[str, str, str], dict[str, ReportRun]] = {}
+    for run in runs:
+        rows.setdefault((run.scenario, run.fault, run.point), {})[run.strategy] = run
+    out = ['<table class="scorecard"><thead><tr><th>scenario</th><th>fault</th><th>point</th>']
+    out += [f"<th>{_e(s)}</th>" for s in strategies]
+    out.append("</tr></thead><tbody>")
+    for (scenario, fault, point), cells in sorted(rows.items()):
+        out.append(f"<tr><td>{_e(scenario)}</td><td>{_e(fault)}</td><td>{_e(point)}</td>")
+        for strategy in strategies:
+            found = cells.get(strategy)
+            if found is None:
+                out.append('<td class="none">-</td>')
+                continue
+            css = _CELL_CLASS.get(found.cell, "unexpected")
+            out.append(
+                f'<td class="cell {css}" data-run="{_e(found.key)}" title="{_e(found.summary)}">'
+                f'<a href="#{found.anchor}">{_e(found.cell)}</a></td>'
+            )
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+# -- the timeline chart ---------------------------------------------------------------------
+
+_LANES = ("plan", "fault", "detection", "recovery")
+_W, _LEFT, _LANE_H, _CHART_H = 900, 80, 22, 70
+
+
+def _spans(
+    events: Sequence[Mapping[str, Any]],
+    start: str,
+    ends: tuple[str, ...],
+    key: Callable[[Mapping[str, Any]], str],
+) -> list[tuple[float, float, str, bool]]:
+    """(t0, t1, label, failed) for each start event matched by an end event."""
+    opened: dict[str, float] = {}
+    spans: list[tuple[float, float, str, bool]] = []
+    end_t = max((float(e["t"]) for e in events), default=0.0)
+    for event in events:
+        kind, name, t = event["kind"], key(event), float(event["t"])
+        if kind == start:
+            opened.setdefault(name, t)
+        elif kind in ends and name in opened:
+            spans.append((opened.pop(name), t, name, kind.endswith("failed")))
+    spans += [(t0, end_t, name, False) for name, t0 in opened.items()]
+    return spans
+
+
+def _timeline_svg(run: ReportRun) -> str:
+    outcome = run.outcome
+    events: list[Mapping[str, Any]] = list(outcome.get("events") or [])
+    duration = max(
+        [float(outcome.get("duration_s") or 0.0)] + [float(e["t"]) for e in events] + [0.001]
+    )
+    series = (outcome.get("history_stats") or {}).get("series") or []
+    height = len(_LANES) * _LANE_H + 30 + (_CHART_H + 20 if series else 0)
+    scale = (_W - _LEFT - 10) / duration
+
+    def x(t: float) -> float:
+        return _LEFT + t * scale
+
+    parts = [
+        f'<svg class="timeline" viewBox="0 0 {_W} {height}" width="100%" '
+        'role="img" '
+        f'aria-label="timeline of {_e(run.key)}">'
+    ]
+    for i, lane in enumerate(_LANES):
+        y = 10 + i * _LANE_H
+        parts.append(f'<text x="4" y="{y + 14}" class="lane">{lane}</text>')
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_W - 10}" y1="{y + 18}" y2="{y + 18}" class="grid"/>'
+        )
+
+    def bar(lane: int, t0: float, t1: float, label: str, css: str) -> None:
+        y = 10 + lane * _LANE_H + 2
+        width = max(2.0, (t1 - t0) * scale)
+        parts.append(
+            f'<rect x="{x(t0):.1f}" y="{y}" width="{width:.1f}" height="15" class="{css}">'
+            f"<title>{_e(label)}: {t0:.2f}s - {t1:.2f}s</title></rect>"
+        )
+        if width > 40:
+            parts.append(
+                f'<text x="{x(t0) + 3:.1f}" y="{y + 12}" class="barlabel">'
+                f"{_e(label[: int(width / 6)])}</text>"
+            )
+
+    for t0, t1, name, failed in _spans(
+        events, "step_start", ("step_end", "step_failed"), lambda e: str(e["subject"])
+    ):
+        bar(0, t0, t1, name, "step failed" if failed else "step")
+    for t0, t1, name, _ in _spans(
+        events, "fault_inject", ("fault_heal", "fault_heal_failed"), lambda e: str(e["subject"])
+    ):
+        bar(1, t0, t1, name, "fault")
+    for event in events:
+        if event["kind"] == "detection":
+            t = float(event["t"])
+            parts.append(
+                f'<path d="M{x(t):.1f},{10 + 2 * _LANE_H + 2} l6,8 l-6,8 l-6,-8 z" '
+                f'class="detect"><title>{_e(event["subject"])}: {_e(event["detail"])}</title>'
+                "</path>"
+            )
+    for t0, t1, name, failed in _spans(
+        events,
+        "recovery_step_start",
+        ("recovery_step_end", "recovery_step_failed"),
+        lambda e: str(e["subject"]),
+    ):
+        bar(3, t0, t1, name, "recovery failed" if failed else "recovery")
+    axis_y = 10 + len(_LANES) * _LANE_H + 12
+    for tick in range(int(duration) + 1):
+        parts.append(f'<text x="{x(tick):.1f}" y="{axis_y}" class="tick">{tick}s</text>')
+    if series:
+        parts.append(_series_svg(series, x, axis_y + 8))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _series_svg(series: Sequence[Any], x: Callable[[float], float], top: float) -> str:
+    """Throughput (ops/s) and error rate polylines from [t, ok, fail, info] buckets."""
+    points = []
+    for bucket in series:
+        if isinstance(bucket, Mapping):
+            t, ok, fail, info = (float(bucket.get(k, 0)) for k in ("t", "ok", "fail", "info"))
+        else:
+            t, ok, fail, info = (float(v) for v in list(bucket)[:4])
+        total = ok + fail + info
+        points.append((t, total, (fail + info) / total if total else 0.0))
+    peak = max((p[1] for p in points), default=1.0) or 1.0
+    ops = " ".join(f"{x(t):.1f},{top + _CHART_H - n / peak * _CHART_H:.1f}" for t, n, _ in points)
+    err = " ".join(f"{x(t):.1f},{top + _CHART_H - r * _CHART_H:.1f}" for t, _, r in points)
+    return (
+        f'<text x="4" y="{top + 12}" class="lane">ops/s</text>'
+        f'<text x="4" y="{top + 26}" class="lane err">errors</text>'
+        f'<polyline points="{ops}" class="ops"><title>throughput, peak {peak:.0f} ops/s'
+        "</title></polyline>"
+        f'<polyline points="{err}" class="errline"><title>error rate (0-100%)</title>'
+        "</polyline>"
+    )
+
+
+# -- per run --------------------------------------------------------------------------------
+
+
+def _verdicts(outcome: Mapping[str, Any]) -> str:
+    verdicts = outcome.get("verdicts") or {}
+    if not verdicts:
+        return "<p>No verdicts recorded.</p>"
+    rows = []
+    for name in sorted(verdicts):
+        verdict = verdicts[name]
+        status = verdict.get("status", verdict) if isinstance(verdict, Mapping) else verdict
+        evidence = verdict.get("evidence", {}) if isinstance(verdict, Mapping) else {}
+        rows.append(
+            f'<tr><td>{_e(name)}</td><td class="v-{_e(status)}">{_e(status)}</td>'
+            f"<td><details><summary>evidence</summary><pre>"
+            f"{_e(json.dumps(evidence, indent=2, sort_keys=True, default=str))}</pre>"
+            "</details></td></tr>"
+        )
+    return (
+        '<table class="verdicts"><thead><tr><th>invariant</th><th>verdict</th>'
+        f"<th>evidence</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _run_section(run: ReportRun) -> str:
+    outcome = run.outcome
+    end = outcome.get("end_state") or {}
+    instances = ", ".join(
+        f"#{i.get('index')}: {i.get('release')}{'' if i.get('healthy') else ' (unhealthy)'}"
+        for i in end.get("instances", [])
+    )
+    css = _CELL_CLASS.get(run.cell, "unexpected")
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in run.reasons)
+    errors = "".join(
+        f"<li>{_e(e.get('phase'))} {_e(e.get('subject'))}: {_e(e.get('message'))}</li>"
+        for e in outcome.get("errors", [])
+    )
+    return (
+        f'<section class="run" id="{run.anchor}"><h3><span class="badge {css}">'
+        f"{_e(run.cell)}</span> {_e(run.key)}</h3>"
+        f"<p>{_e(run.summary)}</p>" + (f"<ul>{reasons}</ul>" if reasons else "") + "<dl>"
+        f"<dt>seed</dt><dd>{_e(run.seed)}</dd>"
+        f"<dt>replay</dt><dd><code>{_e(run.replay)}</code></dd>"
+        f"<dt>detected</dt><dd>{_e(outcome.get('detected') or 'nothing')}</dd>"
+        f"<dt>recovered</dt><dd>{_e(outcome.get('recovered'))}</dd>"
+        f"<dt>end state</dt><dd>migrations {_e(end.get('migrations'))}; {_e(instances)}</dd>"
+        f"<dt>duration</dt><dd>{float(outcome.get('duration_s') or 0):.1f}s "
+        f"({float(outcome.get('fault_seconds') or 0):.1f}s inside the fault)</dd>"
+        "</dl>"
+        + _timeline_svg(run)
+        + _verdicts(outcome)
+        + (f"<h4>errors</h4><ul>{errors}</ul>" if errors else "")
+        + "</section>"
+    )
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
+h1{margin-bottom:.2em} .meta{color:#666}
+table{border-collapse:collapse;margin:1em 0} th,td{border:1px solid #ccc;padding:4px 8px}
+th{background:#f4f4f4;text-align:left} td.cell a{color:inherit;text-decoration:none;display:block}
+.pass{background:#cdeccd} .hazard{background:#ffe2a8} .unexpected{background:#f6b8b8}
+td.none{color:#aaa;text-align:center}
+.badge{padding:2px 8px;border-radius:4px;font-size:.8em}
+.run{border-top:1px solid #ddd;margin-top:2em;padding-top:.5em}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px} dt{color:#666}
+svg.timeline{max-width:1000px;border:1px solid #eee;background:#fcfcfc}
+svg .lane{font-size:11px;fill:#555} svg .lane.err{fill:#c33} svg .tick{font-size:10px;fill:#888}
+svg .grid{stroke:#eee} svg .step{fill:#8ab4e8} svg .step.failed{fill:#e06666}
+svg .fault{fill:#f0a040} svg .recovery{fill:#7cc47c} svg .recovery.failed{fill:#e06666}
+svg .detect{fill:#c00} svg .barlabel{font-size:10px;fill:#123}
+svg .ops{fill:none;stroke:#2a6fbd;stroke-width:1.5} svg .errline{fill:none;stroke:#c33}
+.v-valid{color:#176b17} .v-invalid{color:#b00;font-weight:bold} .v-unknown{color:#888}
+pre{max-height:20em;overflow:auto;background:#f7f7f7;padding:.5em}
+#filter{margin:.5em 0}
+"""
+
+_JS = """
+document.getElementById('filter').addEventListener('change', function (e) {
+  var want = e.target.value;
+  document.querySelectorAll('section.run').forEach(function (s) {
+    s.style.display = (want === 'all' || s.querySelector('.badge.' + want)) ? '' : 'none';
+  });
+});
+"""
+
+
+def render_report(runs: Sequence[ReportRun], *, title: str = "deploy-chaos report") -> str:
+    """The whole page as a string."""
+    counts = {cell: sum(1 for r in runs if r.cell == cell) for cell in _CELL_CLASS}
+    summary = ", ".join(f"{n} {cell}" for cell, n in counts.items())
+    seeds = sorted({str(r.seed) for r in runs})
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f'<h1>{_e(title)}</h1><p class="meta">{len(runs)} runs: {_e(summary)}; '
+        f"seed(s) {_e(', '.join(seeds))}; generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}"
+        "</p><h2>Scorecard</h2>"
+        + _scorecard(runs)
+        + '<h2>Runs</h2><label>show <select id="filter"><option value="all">all</option>'
+        '<option value="unexpected">unexpected failures</option>'
+        '<option value="hazard">known hazards</option><option value="pass">passes</option>'
+        "</select></label>"
+        + "".join(_run_section(r) for r in runs)
+        + f"<script>{_JS}</script></body></html>"
+    )
+
+
+def write_report(
+    paths: Sequence[Path], out: Path, *, progress: Callable[[str], None] | None = None
+) -> Path:
+    """Merge ``paths`` (results.json files) into one self-contained HTML file at ``out``."""
+    say = progress or (lambda _m: None)
+    say(f"report: reading {len(paths)} results file(s)")
+    runs = load_runs(paths)
+    say(f"report: rendering {len(runs)} run(s)")
+    page = render_report(runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    say(f"report: wrote {out} ({len(page) // 1024} KiB)")
+    return out
