@@ -8,6 +8,7 @@ traffic does not count), evaluate JavaScript and take a screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -115,10 +116,8 @@ class Browser:
         return path
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, TimeoutError, RuntimeError):
             self.call("Browser.close", timeout=5)
-        except (OSError, TimeoutError, RuntimeError):
-            pass
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
