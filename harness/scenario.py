@@ -1,0 +1,713 @@
+"""Scenarios: a YAML file naming a target, an upgrade and a matrix of runs.
+
+A scenario file is validated completely before anything starts: the target is imported, the
+releases and the plan are built, every fault expression is parsed, every fault point is
+checked against the plan and every (fault, point) combination against the fault's own
+rules. Errors carry the file, the line (from the YAML node marks), what was expected and the
+valid choices::
+
+    scenario: ledger_currency
+    description: v1 -> v2 adds currencies by expand/backfill/contract
+    target: ../examples/ledger/target.py      # FILE.py[:NAME] (relative) or MODULE[:NAME]
+    upgrade: {from: v1, to: v2, fix: v2.1}    # fix: the release roll_forward deploys
+    instances: 2
+    seed: 7                                   # optional; --chaos-seed overrides
+    faults: [db_crash, "kill_app(1, duration=none)"]
+    points:
+      - before:migrate:0003
+      - {point: during:migrate:0004, statement: "UPDATE"}
+    strategies: [rollback, roll_forward, halt]
+    invariants: [recovery, durable_acknowledged_writes]   # optional: judge only these
+    exclude:
+      - {fault: kill_migration, point: "after:*"}
+    expect:
+      - point: after:rollout:0
+        strategy: rollback
+        violates: [readable_by_running_release]
+        reason: v2's 0003 down drops the currency columns; EUR balances read as USD
+
+:meth:`Scenario.runs` expands the matrix into :class:`RunCase` objects, one per run, in a
+stable order; :func:`shard` splits them deterministically for CI.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from harness._loader import load_target
+from harness.deploy.points import FaultPoint, When, parse_point
+from harness.deploy.runner import RunSpec
+from harness.deploy.strategies import StrategyName
+from harness.errors import ChaosError, SpecError
+from harness.faults.base import Fault
+from harness.faults.registry import FaultRegistry, default_registry, parse_duration
+from harness.spec import Target
+
+__all__ = [
+    "BUILTIN_INVARIANTS",
+    "RECOVERY_VERDICT",
+    "Expectation",
+    "RunCase",
+    "Scenario",
+    "ScenarioContext",
+    "Selector",
+    "Upgrade",
+    "load_scenario",
+    "parse_shard",
+    "run_seed",
+    "shard",
+]
+
+#: The verdict every run has: ``invalid`` when the recovery strategy itself failed.
+RECOVERY_VERDICT = "recovery"
+
+#: The invariants the harness checks after every run (see harness.invariants).
+BUILTIN_INVARIANTS = (
+    RECOVERY_VERDICT,
+    "durable_acknowledged_writes",
+    "no_duplicate_effects",
+    "conservation",
+    "referential_integrity",
+    "schema_matches_release",
+    "readable_by_running_release",
+    "availability",
+)
+
+_TOP_KEYS = (
+    "scenario",
+    "description",
+    "target",
+    "upgrade",
+    "instances",
+    "seed",
+    "faults",
+    "points",
+    "strategies",
+    "invariants",
+    "workload",
+    "expect",
+    "exclude",
+    "recover_after",
+    "step_timeout",
+    "health_grace",
+)
+_REQUIRED = ("scenario", "target", "upgrade", "faults", "points", "strategies")
+_SELECTOR_KEYS = ("fault", "point", "strategy")
+_EXPECT_KEYS = (*_SELECTOR_KEYS, "violates", "reason", "strict")
+_POINT_KEYS = ("point", "delay", "statement")
+_UPGRADE_KEYS = ("from", "to", "fix")
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioContext:
+    """What validating a scenario needs to know beyond the file: the fault names and the
+    invariant names this session knows (built-ins plus what plugins registered)."""
+
+    faults: FaultRegistry = field(default_factory=default_registry)
+    invariants: tuple[str, ...] = BUILTIN_INVARIANTS
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    source: str
+    dest: str
+    fix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Glob patterns over fault name, fault point and strategy (any of each list matches)."""
+
+    faults: tuple[str, ...] = ("*",)
+    points: tuple[str, ...] = ("*",)
+    strategies: tuple[str, ...] = ("*",)
+    line: int = 0
+
+    def matches(self, fault: str, point: str, strategy: str) -> bool:
+        return (
+            _any_match(fault, self.faults)
+            and _any_match(point, self.points)
+            and _any_match(strategy, self.strategies)
+        )
+
+    def describe(self) -> str:
+        parts = []
+        for label, globs in (
+            ("fault", self.faults),
+            ("point", self.points),
+            ("strategy", self.strategies),
+        ):
+            if globs != ("*",):
+                parts.append(f"{label} {'|'.join(globs)}")
+        return ", ".join(parts) or "every run"
+
+
+def _any_match(value: str, globs: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, g) for g in globs)
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """A known hazard: runs matching ``selector`` violate ``violates``, because ``reason``.
+
+    ``strict`` (default): the hazard must happen; a run where it does not fails (the suite
+    guards its own truth). ``strict: false`` says it may happen (timing-dependent).
+    """
+
+    selector: Selector
+    violates: tuple[str, ...]
+    reason: str
+    strict: bool = True
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEntrySpec:
+    text: str
+    fault: Fault
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointSpec:
+    point: FaultPoint
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunCase:
+    """One run of the matrix: (scenario, fault, point, strategy) and what is expected of it."""
+
+    scenario: Scenario
+    fault: Fault
+    point: FaultPoint
+    strategy: StrategyName
+    expectations: tuple[Expectation, ...]
+    line: int
+    order: tuple[int, int, int] = (0, 0, 0)
+
+    @property
+    def params(self) -> str:
+        """``db_crash-during:migrate:0004-rollback``: the part of the test id in brackets."""
+        return f"{self.fault.name}-{self.point.name}-{self.strategy.value}"
+
+    @property
+    def key(self) -> str:
+        """``ledger_currency[db_crash-during:migrate:0004-rollback]`` (also RunOutcome.run_key)."""
+        return f"{self.scenario.name}[{self.params}]"
+
+    def run_spec(self, seed: int) -> RunSpec:
+        """The engine's spec for this run, with ``seed`` as the run's seed."""
+        sc = self.scenario
+        kwargs: dict[str, Any] = {
+            "fix": sc.upgrade.fix,
+            "instances": sc.instances,
+            "seed": seed,
+            "scenario": sc.name,
+            "recover_after": sc.recover_after,
+        }
+        if sc.step_timeout is not None:
+            kwargs["step_timeout"] = sc.step_timeout
+        if sc.health_grace is not None:
+            kwargs["health_grace"] = sc.health_grace
+        # Workload and invariant selection reach the engine when it knows about them.
+        known = {f.name for f in fields(RunSpec)}
+        if "workload" in known and sc.workload:
+            kwargs["workload"] = dict(sc.workload)
+        if "invariants" in known and sc.invariants is not None:
+            kwargs["invariants"] = sc.invariants
+        return RunSpec(
+            sc.target,
+            sc.upgrade.source,
+            sc.upgrade.dest,
+            self.fault,
+            self.point,
+            self.strategy,
+            **kwargs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A validated scenario file."""
+
+    name: str
+    source: Path
+    line: int
+    target_ref: str
+    target: Target
+    upgrade: Upgrade
+    faults: tuple[FaultEntrySpec, ...]
+    points: tuple[PointSpec, ...]
+    strategies: tuple[StrategyName, ...]
+    expect: tuple[Expectation, ...] = ()
+    exclude: tuple[Selector, ...] = ()
+    invariants: tuple[str, ...] | None = None
+    workload: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    description: str = ""
+    instances: int = 2
+    seed: int | None = None
+    recover_after: str | None = None
+    step_timeout: float | None = None
+    health_grace: float | None = None
+
+    def runs(self) -> tuple[RunCase, ...]:
+        """Every run of the matrix, faults x points x strategies minus ``exclude``."""
+        out = []
+        for fi, f in enumerate(self.faults):
+            for pi, p in enumerate(self.points):
+                for si, s in enumerate(self.strategies):
+                    args = (f.fault.name, p.point.name, s.value)
+                    if any(x.matches(*args) for x in self.exclude):
+                        continue
+                    expected = tuple(e for e in self.expect if e.selector.matches(*args))
+                    out.append(RunCase(self, f.fault, p.point, s, expected, f.line, (fi, pi, si)))
+        return tuple(out)
+
+    def judged(self, verdict: str) -> bool:
+        """Whether the verdict ``verdict`` counts for this scenario's judgement."""
+        return self.invariants is None or verdict in self.invariants
+
+
+# -- YAML reading with line numbers ---------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to YAML nodes; every error names the file and the node's line."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def error(
+        self, node: Node | None, message: str, *, expected: str | None = None, choices: Any = ()
+    ) -> SpecError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return SpecError(
+            message, source=self.source, line=line, expected=expected, choices=tuple(choices)
+        )
+
+    def mapping(
+        self, node: Node, what: str, allowed: Sequence[str], required: Sequence[str] = ()
+    ) -> dict[str, tuple[Node, Node]]:
+        if not isinstance(node, MappingNode):
+            raise self.error(node, f"{what} is a {_kind(node)}", expected="a mapping")
+        out: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, ScalarNode) else None
+            if not isinstance(key, str):
+                raise self.error(key_node, f"{what}: a key is not a name", choices=allowed)
+            if key not in allowed:
+                raise self.error(key_node, f"{what}: unknown key {key!r}", choices=allowed)
+            if key in out:
+                raise self.error(key_node, f"{what}: key {key!r} repeats")
+            out[key] = (key_node, value_node)
+        missing = [k for k in required if k not in out]
+        if missing:
+            raise self.error(
+                node, f"{what}: missing {', '.join(missing)}", expected=", ".join(required)
+            )
+        return out
+
+    def string(self, node: Node, what: str) -> str:
+        if not isinstance(node, ScalarNode) or node.tag.endswith(":null"):
+            raise self.error(node, f"{what} is a {_kind(node)}", expected="a string")
+        value = str(node.value).strip()
+        if not value:
+            raise self.error(node, f"{what} is empty", expected="a non-empty string")
+        return value
+
+    def integer(self, node: Node, what: str, minimum: int) -> int:
+        text = self.string(node, what)
+        try:
+            value = int(text)
+        except ValueError:
+            raise self.error(node, f"{what} {text!r}", expected="an integer") from None
+        if value < minimum:
+            raise self.error(node, f"{what} {value}", expected=f"an integer >= {minimum}")
+        return value
+
+    def duration(self, node: Node, what: str) -> float:
+        text = self.string(node, what)
+        try:
+            return parse_duration(text)
+        except ValueError:
+            raise self.error(
+                node, f"{what} {text!r}", expected="a duration: 800ms, 2s, 1.5"
+            ) from None
+
+    def boolean(self, node: Node, what: str) -> bool:
+        text = self.string(node, what).lower()
+        if text in ("true", "yes", "on"):
+            return True
+        if text in ("false", "no", "off"):
+            return False
+        raise self.error(node, f"{what} {text!r}", expected="true or false")
+
+    def seq(self, node: Node, what: str, *, allow_scalar: bool = False) -> list[Node]:
+        if isinstance(node, SequenceNode):
+            if not node.value:
+                raise self.error(node, f"{what} is empty", expected="at least one entry")
+            return list(node.value)
+        if allow_scalar and isinstance(node, ScalarNode):
+            return [node]
+        raise self.error(node, f"{what} is a {_kind(node)}", expected="a list")
+
+    def strings(self, node: Node, what: str) -> tuple[tuple[str, Node], ...]:
+        return tuple(
+            (self.string(n, f"{what} entry"), n) for n in self.seq(node, what, allow_scalar=True)
+        )
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "mapping"
+    if isinstance(node, SequenceNode):
+        return "list"
+    if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+        return "null value"
+    return f"scalar {node.value!r}" if isinstance(node, ScalarNode) else "value"
+
+
+_T = TypeVar("_T")
+
+
+def _catch(reader: _Reader, node: Node, what: str, make: Callable[[], _T]) -> _T:
+    """Run ``make``; re-raise its SpecError at ``node``'s line."""
+    try:
+        return make()
+    except SpecError as exc:
+        raise reader.error(
+            node, f"{what}: {exc.message}", expected=exc.expected, choices=exc.choices
+        ) from None
+    except ChaosError as exc:
+        raise reader.error(node, f"{what}: {exc}") from None
+
+
+def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> Scenario:
+    """Read and validate a scenario file; a :class:`SpecError` with file and line otherwise."""
+    source = Path(path)
+    ctx = context or ScenarioContext()
+    reader = _Reader(source)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read the scenario file: {exc}", source=source) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SpecError(
+            f"not valid YAML: {exc.problem or exc}",
+            source=source,
+            line=mark.line + 1 if mark is not None else None,
+            expected="a YAML mapping (see harness/scenario.py for the format)",
+        ) from None
+    if root is None:
+        raise SpecError("the file is empty", source=source, line=1, expected="a scenario mapping")
+    top = reader.mapping(root, "scenario file", _TOP_KEYS, _REQUIRED)
+
+    def value(key: str) -> Node:
+        return top[key][1]
+
+    name = reader.string(value("scenario"), "scenario")
+    if not all(c.isalnum() or c in "_-." for c in name):
+        raise reader.error(
+            value("scenario"), f"scenario name {name!r}", expected="letters, digits, _ - ."
+        )
+    target_ref = reader.string(value("target"), "target")
+    target = _catch(reader, value("target"), "target", lambda: _load_target(source, target_ref))
+
+    up = reader.mapping(value("upgrade"), "upgrade", _UPGRADE_KEYS, ("from", "to"))
+    releases = [r.name for r in target.releases]
+
+    def release(key: str) -> str:
+        node = up[key][1]
+        rel = reader.string(node, f"upgrade.{key}")
+        if rel not in releases:
+            raise reader.error(
+                node,
+                f"upgrade.{key}: target {target.name!r} has no release {rel!r}",
+                choices=releases,
+            )
+        return rel
+
+    upgrade = Upgrade(release("from"), release("to"), release("fix") if "fix" in up else None)
+
+    instances = reader.integer(value("instances"), "instances", 1) if "instances" in top else 2
+    seed = reader.integer(value("seed"), "seed", 0) if "seed" in top else None
+    step_timeout = (
+        reader.duration(value("step_timeout"), "step_timeout") if "step_timeout" in top else None
+    )
+    health_grace = (
+        reader.duration(value("health_grace"), "health_grace") if "health_grace" in top else None
+    )
+    description = reader.string(value("description"), "description") if "description" in top else ""
+
+    # The plan, for checking points and faults against it.
+    from harness.deploy.plan import build_plan
+
+    plan_node = value("upgrade")
+    plan = _catch(
+        reader,
+        plan_node,
+        "upgrade",
+        lambda: build_plan(
+            target,
+            target.release(upgrade.source),
+            target.release(upgrade.dest),
+            instances=instances,
+        ),
+    )
+    recover_after = None
+    if "recover_after" in top:
+        node = value("recover_after")
+        recover_after = reader.string(node, "recover_after")
+        if recover_after not in plan.step_names:
+            raise reader.error(
+                node,
+                f"recover_after {recover_after!r} names no step of the plan",
+                choices=plan.step_names,
+            )
+
+    faults = []
+    seen_faults: dict[str, int] = {}
+    for text, node in reader.strings(value("faults"), "faults"):
+        fault = _catch(reader, node, f"fault {text!r}", lambda t=text: ctx.faults.parse(t))  # type: ignore[misc]
+        line = node.start_mark.line + 1
+        if fault.name in seen_faults:
+            raise reader.error(
+                node,
+                f"fault {text!r} has the same name {fault.name!r} as the one on line "
+                f"{seen_faults[fault.name]}; run ids would collide",
+                expected="faults with distinct names",
+            )
+        seen_faults[fault.name] = line
+        faults.append(FaultEntrySpec(text, fault, line))
+
+    points = []
+    seen_points: set[str] = set()
+    for node in reader.seq(value("points"), "points", allow_scalar=True):
+        point = _point(reader, node, plan.step_names)
+        if point.name in seen_points:
+            raise reader.error(node, f"fault point {point.name!r} repeats")
+        seen_points.add(point.name)
+        points.append(PointSpec(point, node.start_mark.line + 1))
+
+    strategies = []
+    choices = [s.value for s in StrategyName]
+    for text, node in reader.strings(value("strategies"), "strategies"):
+        try:
+            strategy = StrategyName(text)
+        except ValueError:
+            raise reader.error(node, f"unknown strategy {text!r}", choices=choices) from None
+        if strategy in strategies:
+            raise reader.error(node, f"strategy {text!r} repeats")
+        if strategy is StrategyName.ROLL_FORWARD and upgrade.fix is None:
+            pass  # roll_forward re-deploys the target release: allowed.
+        strategies.append(strategy)
+
+    invariants: tuple[str, ...] | None = None
+    if "invariants" in top:
+        names = []
+        for text, node in reader.strings(value("invariants"), "invariants"):
+            if text not in ctx.invariants:
+                raise reader.error(node, f"unknown invariant {text!r}", choices=ctx.invariants)
+            names.append(text)
+        if RECOVERY_VERDICT not in names:
+            names.insert(0, RECOVERY_VERDICT)
+        invariants = tuple(names)
+
+    workload: dict[str, str | int | float | bool] = {}
+    if "workload" in top:
+        node = value("workload")
+        if not isinstance(node, MappingNode):
+            raise reader.error(node, f"workload is a {_kind(node)}", expected="a mapping")
+        loaded = yaml.safe_load(yaml.serialize(node))
+        for (key_node, value_node), (key, item) in zip(node.value, loaded.items(), strict=True):
+            if not isinstance(key, str) or not isinstance(item, (str, int, float, bool)):
+                raise reader.error(
+                    value_node if isinstance(key, str) else key_node,
+                    f"workload.{key}",
+                    expected="a name mapped to a string, number or boolean",
+                )
+            workload[key] = item
+
+    fault_names = [f.fault.name for f in faults]
+    point_names = [p.point.name for p in points]
+    strategy_names = [s.value for s in strategies]
+    exclude = tuple(
+        _selector(reader, n, "exclude entry", _SELECTOR_KEYS)[0]
+        for n in (reader.seq(value("exclude"), "exclude") if "exclude" in top else [])
+    )
+    expect = []
+    judged = invariants if invariants is not None else ctx.invariants
+    for node in reader.seq(value("expect"), "expect") if "expect" in top else []:
+        selector, entry = _selector(reader, node, "expect entry", _EXPECT_KEYS)
+        _check_globs(reader, entry, "fault", selector.faults, fault_names)
+        _check_globs(reader, entry, "point", selector.points, point_names)
+        _check_globs(reader, entry, "strategy", selector.strategies, strategy_names)
+        if "violates" not in entry or "reason" not in entry:
+            raise reader.error(
+                node,
+                "expect entry: needs violates and reason",
+                expected="violates: [invariant, ...] and reason: why this hazard happens",
+            )
+        violates = []
+        for text, vnode in reader.strings(entry["violates"][1], "expect.violates"):
+            if text not in judged:
+                raise reader.error(
+                    vnode, f"expect.violates: {text!r} is not a judged invariant", choices=judged
+                )
+            violates.append(text)
+        reason = reader.string(entry["reason"][1], "expect.reason")
+        strict = reader.boolean(entry["strict"][1], "expect.strict") if "strict" in entry else True
+        expect.append(
+            Expectation(selector, tuple(violates), reason, strict, node.start_mark.line + 1)
+        )
+
+    scenario = Scenario(
+        name=name,
+        source=source,
+        line=root.start_mark.line + 1,
+        target_ref=target_ref,
+        target=target,
+        upgrade=upgrade,
+        faults=tuple(faults),
+        points=tuple(points),
+        strategies=tuple(strategies),
+        expect=tuple(expect),
+        exclude=exclude,
+        invariants=invariants,
+        workload=workload,
+        description=description,
+        instances=instances,
+        seed=seed,
+        recover_after=recover_after,
+        step_timeout=step_timeout,
+        health_grace=health_grace,
+    )
+    runs = scenario.runs()
+    if not runs:
+        raise reader.error(root, "the matrix is empty (exclude removes every run)")
+    # Every run must be valid for the engine: a bad (fault, point) pair fails here.
+    for case in runs:
+        node_line = case.line
+        try:
+            case.run_spec(0).plan()
+        except SpecError as exc:
+            raise SpecError(
+                f"run {case.key}: {exc.message} (add an exclude entry to skip this combination)",
+                source=source,
+                line=node_line,
+                expected=exc.expected,
+                choices=exc.choices,
+            ) from None
+    return scenario
+
+
+def _load_target(source: Path, ref: str) -> Target:
+    module_ref, sep, attr = ref.partition(":")
+    if module_ref.endswith(".py") and not Path(module_ref).is_absolute():
+        module_ref = str((source.parent / module_ref).resolve())
+    return load_target(module_ref + (sep + attr if sep else ""))
+
+
+def _point(reader: _Reader, node: Node, steps: Sequence[str]) -> FaultPoint:
+    choices = [f"{w.value}:{s}" for s in steps for w in When]
+    if isinstance(node, MappingNode):
+        entry = reader.mapping(node, "fault point", _POINT_KEYS, ("point",))
+        text = reader.string(entry["point"][1], "fault point")
+        delay = reader.duration(entry["delay"][1], "delay") if "delay" in entry else None
+        statement = (
+            reader.string(entry["statement"][1], "statement") if "statement" in entry else None
+        )
+    else:
+        text = reader.string(node, "fault point")
+        delay = statement = None
+    point = _catch(
+        reader,
+        node,
+        f"fault point {text!r}",
+        lambda: parse_point(text, delay=delay, statement=statement),
+    )
+    if not point.in_recovery and point.step not in steps:
+        raise reader.error(
+            node,
+            f"fault point {text!r} names no step of the plan",
+            choices=[*choices, "during:recovery"],
+        )
+    _catch(reader, node, f"fault point {text!r}", lambda: _check_recovery(point))
+    return point
+
+
+def _check_recovery(point: FaultPoint) -> None:
+    if point.in_recovery and point.when is not When.DURING:
+        raise SpecError(f"fault point {point.name}", expected="during:recovery")
+
+
+def _selector(
+    reader: _Reader, node: Node, what: str, allowed: Sequence[str]
+) -> tuple[Selector, dict[str, tuple[Node, Node]]]:
+    entry = reader.mapping(node, what, allowed)
+
+    def globs(key: str) -> tuple[str, ...]:
+        if key not in entry:
+            return ("*",)
+        return tuple(t for t, _ in reader.strings(entry[key][1], f"{what}.{key}"))
+
+    selector = Selector(globs("fault"), globs("point"), globs("strategy"), node.start_mark.line + 1)
+    return selector, entry
+
+
+def _check_globs(
+    reader: _Reader,
+    entry: Mapping[str, tuple[Node, Node]],
+    key: str,
+    globs: Sequence[str],
+    names: Sequence[str],
+) -> None:
+    """A glob that matches nothing in the matrix is a typo: say so, with the choices."""
+    if key not in entry:
+        return
+    for pattern in globs:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise reader.error(
+                entry[key][1],
+                f"expect.{key} {pattern!r} matches nothing in the matrix",
+                choices=names,
+            )
+
+
+# -- seeds and shards -----------------------------------------------------------------------
+
+
+def run_seed(base: int, key: str) -> int:
+    """The seed of one run: stable for (base seed, run key), independent of run order."""
+    return (base * 1_000_003 + zlib.crc32(key.encode())) % (2**31)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` (1-based K) -> (K, N); a SpecError otherwise."""
+    k_text, sep, n_text = text.partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        k = n = 0
+    if not sep or n < 1 or not 1 <= k <= n:
+        raise SpecError(f"shard {text!r}", expected="K/N with 1 <= K <= N, e.g. 2/4")
+    return k, n
+
+
+def shard(keys: Iterable[str], k: int, n: int) -> set[str]:
+    """The keys shard ``k`` of ``n`` runs: sorted keys dealt round-robin (every key exactly
+    once across the ``n`` shards, balanced to within one)."""
+    ordered = sorted(set(keys))
+    return {key for i, key in enumerate(ordered) if i % n == k - 1}
