@@ -1,0 +1,138 @@
+"""The terminal scorecard: runs grouped by (fault, point), strategies side by side.
+
+::
+
+    deploy-chaos scorecard: ledger_currency (v1 -> v2), seed 7
+    fault         point                 rollback  roll_forward  halt
+    db_crash      before:migrate:0003   pass      pass          pass
+    db_crash      after:rollout:0       HAZARD    pass          FAIL
+
+``pass``: every judged invariant held; ``HAZARD``: a declared, known hazard happened (xfail);
+``FAIL``: an unexpected failure (an undeclared violation, a declared hazard that did not
+happen, or a harness error); ``-``: not run (filtered, sharded away).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.expect import Cell
+from harness.report.junit import parse_properties
+
+__all__ = ["ScoreEntry", "entries_from_results", "entry_from_properties", "render_scorecard"]
+
+_SYMBOL = {Cell.PASS: "pass", Cell.HAZARD: "HAZARD", Cell.UNEXPECTED: "FAIL"}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreEntry:
+    """One judged run, as the scorecard needs it."""
+
+    scenario: str
+    fault: str
+    point: str
+    strategy: str
+    cell: Cell
+    order: tuple[int, int, int] = (0, 0, 0)
+    nodeid: str = ""
+    summary: str = ""
+    reason: str = ""
+    seed: int | None = None
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def render_scorecard(entries: Iterable[ScoreEntry], *, seed: int | None = None) -> list[str]:
+    """The scorecard as lines (one table per scenario, then counts and the failures)."""
+    items = sorted(entries, key=lambda e: (e.scenario, e.order, e.fault, e.point, e.strategy))
+    if not items:
+        return ["deploy-chaos scorecard: no runs"]
+    lines: list[str] = []
+    scenarios = list(dict.fromkeys(e.scenario for e in items))
+    for name in scenarios:
+        mine = [e for e in items if e.scenario == name]
+        strategies = sorted({(e.order[2], e.strategy) for e in mine}, key=lambda pair: pair)
+        columns = list(dict.fromkeys(s for _, s in strategies))
+        rows_keys = list(dict.fromkeys((e.fault, e.point) for e in mine))
+        cells = {(e.fault, e.point, e.strategy): e.cell for e in mine}
+        table = [["fault", "point", *columns]]
+        for fault, point in rows_keys:
+            row = [fault, point]
+            for strategy in columns:
+                cell = cells.get((fault, point, strategy))
+                row.append("-" if cell is None else _SYMBOL[cell])
+            table.append(row)
+        header = f"scenario {name}"
+        if seed is not None:
+            header += f" (seed {seed})"
+        lines.append(header)
+        lines.extend("  " + line for line in _table(table))
+        lines.append("")
+    counts = {cell: sum(1 for e in items if e.cell is cell) for cell in Cell}
+    lines.append(
+        f"{len(items)} runs: {counts[Cell.PASS]} pass, {counts[Cell.HAZARD]} known hazard, "
+        f"{counts[Cell.UNEXPECTED]} unexpected failure"
+    )
+    hazards = list(dict.fromkeys(e.reason for e in items if e.cell is Cell.HAZARD and e.reason))
+    if hazards:
+        lines.append("known hazards seen:")
+        lines.extend(f"  - {reason}" for reason in hazards)
+    failures = [e for e in items if e.cell is Cell.UNEXPECTED]
+    if failures:
+        lines.append("unexpected failures:")
+        for e in failures:
+            lines.append(f"  - {e.nodeid or e.fault}: {e.summary}")
+    return lines
+
+
+def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | None:
+    """The scorecard entry a run's report carries (its ``chaos.*`` properties), or None."""
+    props = parse_properties(user_properties)
+    if "cell" not in props:
+        return None
+    try:
+        order = tuple(int(x) for x in props.get("order", "0,0,0").split(","))
+        cell = Cell(props["cell"])
+    except ValueError:
+        return None
+    seed = props.get("seed", "")
+    return ScoreEntry(
+        scenario=props.get("scenario", "?"),
+        fault=props.get("fault", "?"),
+        point=props.get("point", "?"),
+        strategy=props.get("strategy", "?"),
+        cell=cell,
+        order=(order[0], order[1], order[2]) if len(order) == 3 else (0, 0, 0),
+        nodeid=nodeid,
+        summary=props.get("summary", ""),
+        reason=props.get("reason", ""),
+        seed=int(seed) if seed.isdigit() else None,
+    )
+
+
+def entries_from_results(document: Mapping[str, Any]) -> list[ScoreEntry]:
+    """Scorecard entries from a results.json document."""
+    entries = []
+    for run in document.get("runs", ()):
+        judgement = run.get("judgement", {})
+        order = run.get("order") or [0, 0, 0]
+        entries.append(
+            ScoreEntry(
+                scenario=str(run["scenario"]),
+                fault=str(run["fault"]),
+                point=str(run["point"]),
+                strategy=str(run["strategy"]),
+                cell=Cell(judgement.get("cell", Cell.UNEXPECTED.value)),
+                order=(int(order[0]), int(order[1]), int(order[2])),
+                nodeid=str(run.get("nodeid", "")),
+                summary=str(judgement.get("summary", "")),
+                reason=" | ".join(judgement.get("reasons", ())),
+                seed=run.get("seed"),
+            )
+        )
+    return entries
