@@ -1,8 +1,10 @@
 """The ``deploy-chaos`` command.
 
 ``doctor`` says whether this machine can run the harness, ``reap`` removes what dead sessions
-left behind, ``proxy`` runs the embedded Toxiproxy-compatible server, and ``upgrade`` brings a
-target's stack up on one release and upgrades it to another under a health probe.
+left behind, ``proxy`` runs the embedded Toxiproxy-compatible server, ``upgrade`` brings a
+target's stack up on one release and upgrades it to another under a health probe, ``run``
+runs scenario files through pytest and prints the scorecard, and ``merge`` merges the
+results.json of several shards.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from harness.errors import ChaosError
+from harness.errors import ChaosError, ConfigError
 
 __all__ = ["main"]
 
@@ -143,6 +145,68 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
             return 0 if good else 1
 
 
+def run_pytest_args(args: argparse.Namespace) -> list[str]:
+    """The pytest command line ``deploy-chaos run`` stands for."""
+    argv = [*(args.paths or ["scenarios/"]), "-rfE"]
+    argv += ["--chaos-backend", args.backend, "--chaos-report", args.report]
+    if args.seed is not None:
+        argv += ["--chaos-seed", str(args.seed)]
+    for strategy in args.strategy or ():
+        argv += ["--chaos-strategy", strategy]
+    if args.fault is not None:
+        argv += ["--chaos-fault", args.fault]
+    if args.shard is not None:
+        argv += ["--chaos-shard", args.shard]
+    if args.keep:
+        argv.append("--chaos-keep")
+    if args.pg_bindir is not None:
+        argv += ["--chaos-pg-bindir", args.pg_bindir]
+    if args.numprocesses not in (None, "0"):
+        # Workers report each run as it ends; -v names it.
+        argv += ["-n", args.numprocesses, "-v"]
+    else:
+        # Serial: live logging shows every run and every step as it happens.
+        argv += [
+            "-v",
+            "-o",
+            "log_cli=true",
+            "--log-cli-level=INFO",
+            "-o",
+            "log_cli_format=%(asctime)s %(message)s",
+            "-o",
+            "log_cli_date_format=%H:%M:%S",
+        ]
+    return [*argv, *args.pytest_args]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    if args.numprocesses not in (None, "0", "auto", "logical") and not (
+        str(args.numprocesses).isdigit()
+    ):
+        raise ConfigError("-n", args.numprocesses, "a number of workers, or auto")
+    argv = run_pytest_args(args)
+    _say("deploy-chaos run: pytest " + " ".join(argv))
+    code = int(pytest.main(argv))
+    # pytest: 0 all passed (known hazards are xfails), 1 failures, 5 nothing collected.
+    return code
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.report.json import load_results, merge_results
+    from harness.report.terminal import entries_from_results, render_scorecard
+
+    path = merge_results([Path(p) for p in args.inputs], Path(args.out))
+    document = load_results(path)
+    for line in render_scorecard(entries_from_results(document)):
+        _say(line)
+    _say(f"results: {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deploy-chaos",
@@ -175,6 +239,50 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--backend", default="auto", help="auto, local or docker")
     upgrade.add_argument("--pg-bindir", default=None)
     upgrade.set_defaults(func=_cmd_upgrade)
+
+    run = sub.add_parser(
+        "run",
+        help="run scenario files through pytest, print the scorecard",
+        description="Run the scenarios' matrices through pytest and the deploy-chaos plugin. "
+        "Exit 0 only when nothing unexpected happened (known hazards are expected).",
+    )
+    run.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATHS",
+        help="scenario files or directories (default: scenarios/); FILE::RUN selects one run",
+    )
+    run.add_argument("--backend", default="auto", help="auto, local or docker")
+    run.add_argument(
+        "-n",
+        dest="numprocesses",
+        default=None,
+        metavar="N",
+        help="parallel workers (pytest-xdist): a number or auto",
+    )
+    run.add_argument(
+        "--report",
+        default="chaos-report",
+        metavar="DIR",
+        help="directory for results.json (default: chaos-report)",
+    )
+    run.add_argument("--fault", default=None, metavar="GLOB", help="only faults matching GLOB")
+    run.add_argument(
+        "--strategy", action="append", metavar="S", help="only this strategy (repeatable)"
+    )
+    run.add_argument("--shard", default=None, metavar="K/N", help="only shard K of N")
+    run.add_argument("--seed", type=int, default=None, help="session seed (printed)")
+    run.add_argument("--keep", action="store_true", help="keep failed runs' evidence")
+    run.add_argument("--pg-bindir", default=None)
+    run.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments"
+    )
+    run.set_defaults(func=_cmd_run)
+
+    merge = sub.add_parser("merge", help="merge the results.json of several shards")
+    merge.add_argument("inputs", nargs="+", metavar="RESULTS_JSON")
+    merge.add_argument("--out", required=True, metavar="DIR")
+    merge.set_defaults(func=_cmd_merge)
     return parser
 
 
