@@ -22,6 +22,9 @@ __all__ = [
     "ServiceError",
     "SpecError",
     "WaitTimeout",
+    "WorkloadError",
+    "WorkloadRequestFailed",
+    "WorkloadStuck",
 ]
 
 
@@ -177,3 +180,36 @@ class ProxyApiError(ProxyError):
             about += f" toxic {toxic!r}"
         code = f" (HTTP {status})" if status is not None else ""
         super().__init__(f"{action}{about}{code}: {detail}")
+
+
+class WorkloadError(ChaosError):
+    """The workload could not start, run or stop as asked (not a failure of the app)."""
+
+
+class WorkloadRequestFailed(WorkloadError):
+    """A workload request got no HTTP answer.
+
+    ``sent`` says whether the request may have reached the app: False when the connection
+    could not even be opened (the operation was definitely not applied), True when it failed
+    after the request was sent (timeout, reset: the outcome is unknown).
+    """
+
+    def __init__(self, method: str, url: str, *, sent: bool, detail: str) -> None:
+        self.method = method
+        self.url = url
+        self.sent = sent
+        self.detail = detail
+        when = "after sending" if sent else "before sending"
+        super().__init__(f"{method} {url}: failed {when}: {detail}")
+
+
+class WorkloadStuck(WorkloadError):
+    """Client threads of the workload were still alive after stop's deadline."""
+
+    def __init__(self, threads: Sequence[str], waited: float) -> None:
+        self.threads = tuple(threads)
+        self.waited = waited
+        super().__init__(
+            f"{len(self.threads)} workload thread(s) still running after {waited:.1f}s: "
+            + ", ".join(self.threads)
+        )
