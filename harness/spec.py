@@ -20,8 +20,13 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import SpecError
+
+if TYPE_CHECKING:
+    from harness.invariants.base import Invariant
+    from harness.workload.model import WorkloadSpec
 
 __all__ = ["BASE_MIGRATION", "PLACEHOLDERS", "Release", "Target", "fill_placeholders"]
 
@@ -148,6 +153,9 @@ class Target:
     ``database`` is the database name the app uses. ``seed_command``, when given, runs once
     in the first release's environment after its migrations, before the plan: the data a
     realistic upgrade has to carry (placeholders as in a release's commands).
+    ``workload`` (a :class:`harness.workload.WorkloadSpec`) is the live traffic a run sends
+    through the app; ``invariants`` (see :mod:`harness.invariants`) are checked after
+    recovery, each under its own name.
     """
 
     name: str
@@ -156,10 +164,27 @@ class Target:
     database: str = "app"
     description: str = ""
     seed_command: tuple[str, ...] = ()
+    workload: WorkloadSpec | None = None
+    invariants: tuple[Invariant, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise SpecError(f"target name {self.name!r} is not valid")
+        invariants = tuple(self.invariants)
+        names = [getattr(inv, "name", None) for inv in invariants]
+        if any(
+            not isinstance(n, str) or not callable(getattr(inv, "check", None))
+            for n, inv in zip(names, invariants, strict=True)
+        ):
+            raise SpecError(f"target {self.name!r}: an invariant has no name or no check()")
+        if len(set(names)) != len(names):
+            raise SpecError(f"target {self.name!r}: invariant names repeat: {names}")
+        object.__setattr__(self, "invariants", invariants)
+        if self.workload is not None:
+            from harness.workload.model import WorkloadSpec
+
+            if not isinstance(self.workload, WorkloadSpec):
+                raise SpecError(f"target {self.name!r}: workload", expected="a WorkloadSpec")
         releases = tuple(self.releases)
         if not releases:
             raise SpecError(f"target {self.name!r} has no releases")

@@ -106,6 +106,8 @@ class RunSpec:
     recover_after: str | None = None
     step_timeout: float = 120.0
     health_grace: float = 2.0
+    #: Run the target's own workload (when it declares one and none is passed in).
+    target_workload: bool = True
 
     def plan(self) -> Plan:
         plan = build_plan(
@@ -324,12 +326,27 @@ def run_chaos(
     workload: Workload | None = None,
     progress: Progress | None = None,
     after_run: Callable[[Stack, RunOutcome], None] | None = None,
+    history_path: Path | None = None,
 ) -> RunOutcome:
     """Run one chaos deploy and return its outcome (never raises for what the fault caused).
 
-    ``after_run`` is called with the stack still up, after faults are healed and the end
-    state read: where checks that need the live system run.
+    When no ``workload`` is given and the target declares one, the target's workload runs
+    (seeded from ``spec.seed``); its history is written as JSON lines to ``history_path``
+    when given. The target's invariants run after the end state is read, before teardown;
+    each verdict lands in ``outcome.verdicts[name]`` as ``{"status", "evidence"}``, with
+    ``recovery`` always among them. ``after_run`` is called with the stack still up, after
+    faults are healed, the end state read and the invariants checked.
     """
+    from harness.invariants import invariants_for
+    from harness.invariants.base import Verdict
+    from harness.invariants.run import (
+        check_run,
+        recovery_verdict,
+        stop_workload,
+        take_baselines,
+    )
+    from harness.workload.client import ClientWorkload
+
     plan = spec.plan()
     say = progress or (lambda _msg: None)
     timeline = Timeline()
@@ -348,6 +365,13 @@ def run_chaos(
         plan=plan.step_names,
     )
     timeline.add(EventKind.RUN_START, outcome.run_key)
+    invariants = invariants_for(spec.target)
+    if workload is None and spec.target_workload and spec.target.workload is not None:
+        workload = ClientWorkload(spec.target.workload, seed=spec.seed)
+        say(f"{outcome.run_key}: workload seed {spec.seed}")
+    recovery = Verdict.valid(needed=False)
+    baselines: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
     say(f"{outcome.run_key}: starting stack on {spec.source}")
     with (
         backend.start_stack(spec.target, plan.source, instances=spec.instances) as stack,
@@ -371,6 +395,8 @@ def run_chaos(
         stack.database.backup(backup)
         detection: Detection | None = None
         try:
+            baselines, problems = take_baselines(invariants, stack)
+            errors.extend(RunError("baseline", n, "BaselineFailed", m) for n, m in problems)
             if workload is not None:
                 workload.start(stack, timeline)
             detection = _walk_plan(stack, plan, spec, ctx, faults, timeline, workload, say)
@@ -386,6 +412,9 @@ def run_chaos(
                 say(
                     f"{outcome.run_key}: detected {detection.describe()}; "
                     f"recovering by {spec.strategy.value}"
+                )
+                recovery = Verdict.unknown(
+                    needed=True, strategy=spec.strategy.value, reason="recovery did not finish"
                 )
                 recovery_trigger = None
                 if spec.point.in_recovery:
@@ -411,12 +440,29 @@ def run_chaos(
                     errors.append(
                         RunError("recovery", failed.name, "RecoveryStepFailed", failed.error)
                     )
+                recovery = recovery_verdict(spec.strategy.value, result.steps)
         finally:
             faults.heal_all("run ends")
             if workload is not None:
-                outcome.history_stats = workload.stop()
+                outcome.history_stats, problems = stop_workload(workload)
+                errors.extend(RunError("workload", n, "WorkloadError", m) for n, m in problems)
             outcome.end_state = read_end_state(stack)
             errors.extend(_leftovers(stack))
+            history = workload.history if isinstance(workload, ClientWorkload) else None
+            if history is not None and history_path is not None:
+                history.write_jsonl(history_path)
+                outcome.history_stats["history_file"] = str(history_path)
+            outcome.verdicts = check_run(
+                stack,
+                outcome.end_state,
+                invariants,
+                history,
+                baselines=baselines,
+                target=spec.target,
+                seed=spec.seed,
+                progress=say,
+            )
+            outcome.verdicts["recovery"] = recovery.to_json()
             if after_run is not None:
                 after_run(stack, outcome)
             timeline.add(EventKind.RUN_END, outcome.run_key)

@@ -1,0 +1,83 @@
+"""Invariants checked after recovery: the built-in catalogue and what a Target declares.
+
+:func:`invariants_for` is what the runner checks for a target: the target's own
+``invariants``, plus ``schema_matches_release`` (needs no declaration) and, when the target
+has a workload, ``availability`` (no budget), unless the target declares them itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from harness.invariants.base import (
+    AppEndpoint,
+    Baselined,
+    CheckContext,
+    Invariant,
+    Status,
+    Verdict,
+    capture_baselines,
+    check_all,
+    load_history,
+    open_check_context,
+)
+from harness.invariants.builtin import (
+    Availability,
+    CallableInvariant,
+    Conservation,
+    DurableAcknowledgedWrites,
+    Flow,
+    IdempotentWrite,
+    MigrationProbe,
+    NoDuplicateEffects,
+    ReadableByRunningRelease,
+    ReadBack,
+    ReferentialIntegrity,
+    Relation,
+    SchemaMatchesRelease,
+    SqlInvariant,
+    Write,
+)
+
+if TYPE_CHECKING:
+    from harness.spec import Target
+
+__all__ = [
+    "AppEndpoint",
+    "Availability",
+    "Baselined",
+    "CallableInvariant",
+    "CheckContext",
+    "Conservation",
+    "DurableAcknowledgedWrites",
+    "Flow",
+    "IdempotentWrite",
+    "Invariant",
+    "MigrationProbe",
+    "NoDuplicateEffects",
+    "ReadBack",
+    "ReadableByRunningRelease",
+    "ReferentialIntegrity",
+    "Relation",
+    "SchemaMatchesRelease",
+    "SqlInvariant",
+    "Status",
+    "Verdict",
+    "Write",
+    "capture_baselines",
+    "check_all",
+    "invariants_for",
+    "load_history",
+    "open_check_context",
+]
+
+
+def invariants_for(target: Target) -> tuple[Invariant, ...]:
+    """The invariants a run checks for ``target`` (see the module doc)."""
+    chosen: list[Invariant] = list(target.invariants)
+    names = {inv.name for inv in chosen}
+    if "schema_matches_release" not in names:
+        chosen.append(SchemaMatchesRelease())
+    if target.workload is not None and "availability" not in names:
+        chosen.append(Availability())
+    return tuple(chosen)

@@ -1,0 +1,870 @@
+"""The built-in invariants, and the declarations a Target gives them.
+
+A Target says what its writes mean, generically (nothing here knows any app):
+
+- :class:`Write`: operation ``op`` leaves a row in ``table`` whose ``column`` equals the
+  value field ``field`` of the operation (e.g. an idempotency key, or the id it was told);
+- :class:`IdempotentWrite`: operations keyed by a value field that must take effect once;
+- :class:`Flow`: an operation that brings an amount into (or out of) a group;
+- :class:`Relation`: child.column must reference an existing parent.parent_column;
+- :class:`MigrationProbe`: a query saying which fraction of a migration's effects exist;
+- :class:`ReadBack`: how to re-read an acknowledged entity through the app's HTTP API.
+
+Every checker that needs the history joins against the temporary history table (loaded once
+with ``COPY``); ``info`` operations are never counted as lost and never as proof of presence.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from harness.errors import SpecError, WorkloadRequestFailed
+from harness.invariants.base import EXAMPLES, CheckContext, Connection, Verdict
+from harness.workload.history import JsonValue, OpType, Scalar
+
+__all__ = [
+    "Availability",
+    "CallableInvariant",
+    "Conservation",
+    "DurableAcknowledgedWrites",
+    "Flow",
+    "IdempotentWrite",
+    "MigrationProbe",
+    "NoDuplicateEffects",
+    "ReadBack",
+    "ReadableByRunningRelease",
+    "ReferentialIntegrity",
+    "Relation",
+    "SchemaMatchesRelease",
+    "SqlInvariant",
+    "Write",
+]
+
+
+def _identifier(name: str, what: str) -> sql.Identifier:
+    """``table`` or ``schema.table`` as a quoted identifier."""
+    parts = name.split(".")
+    if not name or len(parts) > 2 or not all(parts):
+        raise SpecError(f"{what} {name!r}", expected="a name like table or schema.table")
+    return sql.Identifier(*parts)
+
+
+def _require(value: str, what: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{what} {value!r}", expected="a non-empty string")
+
+
+def _json_number(value: Any) -> int | float | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, int | float):
+        return value
+    return float(value)
+
+
+def _error(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    return f"{type(exc).__name__}: {primary or str(exc).strip()}"[:500]
+
+
+# -- durable_acknowledged_writes -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """An acknowledged ``op`` leaves a row in ``table`` with ``column`` = value[``field``]."""
+
+    op: str
+    table: str
+    column: str
+    field: str
+
+    def __post_init__(self) -> None:
+        for name in ("op", "table", "column", "field"):
+            _require(getattr(self, name), f"write {name}")
+        _identifier(self.table, "write table")
+
+
+@dataclass(frozen=True, slots=True)
+class DurableAcknowledgedWrites:
+    """Every ``ok`` write is present; a write that only ever ``fail``-ed is absent.
+
+    Per key (replays of a key count once): ``ok`` if any of its operations was acknowledged,
+    else ``info`` if any ended unknown (present or absent, both fine), else ``fail``.
+    """
+
+    writes: tuple[Write, ...]
+    name: str = "durable_acknowledged_writes"
+
+    def __post_init__(self) -> None:
+        if not self.writes:
+            raise SpecError(f"{self.name}: declares no writes")
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        table = ctx.history_table()
+        groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        for write in self.writes:
+            groups[(write.table, write.column, write.field)].append(write.op)
+        results: list[JsonValue] = []
+        lost = phantom = acknowledged = 0
+        unreadable = False
+        for (target_table, column, value_field), ops in groups.items():
+            entry = self._group(ctx, table, target_table, column, value_field, ops)
+            results.append(entry)
+            lost += int(entry.get("lost", 0) or 0)  # type: ignore[arg-type]
+            phantom += int(entry.get("failed_but_present", 0) or 0)  # type: ignore[arg-type]
+            acknowledged += int(entry.get("acknowledged", 0) or 0)  # type: ignore[arg-type]
+            unreadable = unreadable or "error" in entry
+        evidence: dict[str, JsonValue] = {
+            "acknowledged": acknowledged,
+            "lost": lost,
+            "failed_but_present": phantom,
+            "writes": results,
+        }
+        if lost or phantom:
+            return Verdict.invalid(**evidence)
+        if unreadable or acknowledged == 0:
+            return Verdict.unknown(**evidence)
+        return Verdict.valid(**evidence)
+
+    def _group(
+        self,
+        ctx: CheckContext,
+        history: str,
+        target_table: str,
+        column: str,
+        value_field: str,
+        ops: list[str],
+    ) -> dict[str, JsonValue]:
+        keys = sql.SQL(
+            "SELECT value->>{field} AS key, bool_or(type = 'ok') AS ok,"
+            " bool_or(type = 'info') AS info, min(idx) AS first"
+            " FROM {history} WHERE f = ANY(%(ops)s) AND value->>{field} IS NOT NULL GROUP BY 1"
+        ).format(field=sql.Literal(value_field), history=sql.Identifier(history))
+        entry: dict[str, JsonValue] = {
+            "ops": list(ops),
+            "table": target_table,
+            "column": column,
+            "field": value_field,
+        }
+        query = sql.SQL(
+            "WITH h AS ({keys}),"
+            " p AS (SELECT DISTINCT t.{column}::text AS key FROM {table} t),"
+            " c AS (SELECT h.*, p.key IS NOT NULL AS present FROM h LEFT JOIN p USING (key))"
+            " SELECT count(*) FILTER (WHERE ok),"
+            "  count(*) FILTER (WHERE ok AND NOT present),"
+            "  count(*) FILTER (WHERE NOT ok AND NOT info),"
+            "  count(*) FILTER (WHERE NOT ok AND NOT info AND present),"
+            "  count(*) FILTER (WHERE NOT ok AND info),"
+            "  count(*) FILTER (WHERE NOT ok AND info AND present),"
+            "  (array_agg(key ORDER BY first) FILTER (WHERE ok AND NOT present))[1:%(n)s],"
+            "  (array_agg(key ORDER BY first)"
+            "     FILTER (WHERE NOT ok AND NOT info AND present))[1:%(n)s]"
+            " FROM c"
+        ).format(
+            keys=keys,
+            column=sql.Identifier(column),
+            table=_identifier(target_table, "write table"),
+        )
+        try:
+            row = ctx.query(query, {"ops": ops, "n": EXAMPLES})[0]
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            # The table or column is gone (a down migration dropped it): every acknowledged
+            # write of this group is lost, and there is no way to look for failed ones.
+            counts = ctx.query(
+                sql.SQL(
+                    "WITH h AS ({keys}) SELECT count(*) FILTER (WHERE ok),"
+                    " (array_agg(key ORDER BY first) FILTER (WHERE ok))[1:%(n)s] FROM h"
+                ).format(keys=keys),
+                {"ops": ops, "n": EXAMPLES},
+            )[0]
+            entry.update(
+                error=_error(exc),
+                acknowledged=int(counts[0]),
+                lost=int(counts[0]),
+                lost_examples=list(counts[1] or []),
+            )
+            return entry
+        entry.update(
+            acknowledged=int(row[0]),
+            lost=int(row[1]),
+            lost_examples=list(row[6] or []),
+            failed=int(row[2]),
+            failed_but_present=int(row[3]),
+            failed_present_examples=list(row[7] or []),
+            unknown=int(row[4]),
+            unknown_present=int(row[5]),
+        )
+        return entry
+
+
+# -- no_duplicate_effects ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentWrite:
+    """Operations ``ops`` carry an idempotency key in value[``field``]; it takes effect once.
+
+    ``table``/``column``: where each effect leaves a row keyed by it (more than one row for
+    a key is a duplicate effect; leave None when the schema makes that impossible).
+    ``applied_field``: a boolean field of an ``ok`` value saying the app applied the
+    operation now (not as a replay); more than one such answer for a key is a duplicate.
+    """
+
+    ops: tuple[str, ...]
+    field: str
+    table: str | None = None
+    column: str | None = None
+    applied_field: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.ops:
+            raise SpecError("idempotent write: no ops")
+        _require(self.field, "idempotent write field")
+        if (self.table is None) != (self.column is None):
+            raise SpecError("idempotent write: give both table and column, or neither")
+        if self.table is not None:
+            _identifier(self.table, "idempotent write table")
+        if self.table is None and self.applied_field is None:
+            raise SpecError(
+                "idempotent write: nothing to check", expected="a table/column or applied_field"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class NoDuplicateEffects:
+    """An idempotency key takes effect at most once (in the database, and as answered)."""
+
+    keys: tuple[IdempotentWrite, ...]
+    name: str = "no_duplicate_effects"
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise SpecError(f"{self.name}: declares no idempotent writes")
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        history = sql.Identifier(ctx.history_table())
+        checked = duplicated = applied_twice = 0
+        entries: list[JsonValue] = []
+        for spec in self.keys:
+            entry: dict[str, JsonValue] = {"ops": list(spec.ops), "field": spec.field}
+            hkeys = sql.SQL(
+                "SELECT DISTINCT value->>{field} AS key FROM {history}"
+                " WHERE f = ANY(%(ops)s) AND value->>{field} IS NOT NULL"
+            ).format(field=sql.Literal(spec.field), history=history)
+            n_keys = int(
+                ctx.query(
+                    sql.SQL("SELECT count(*) FROM ({q}) k").format(q=hkeys), {"ops": list(spec.ops)}
+                )[0][0]
+            )
+            entry["keys"] = n_keys
+            checked += n_keys
+            if spec.table is not None and spec.column is not None:
+                rows = ctx.query(
+                    sql.SQL(
+                        "SELECT t.{column}::text AS key, count(*) AS n FROM {table} t"
+                        " JOIN ({hkeys}) h ON h.key = t.{column}::text"
+                        " GROUP BY 1 HAVING count(*) > 1 ORDER BY 2 DESC, 1"
+                    ).format(
+                        column=sql.Identifier(spec.column),
+                        table=_identifier(spec.table, "table"),
+                        hkeys=hkeys,
+                    ),
+                    {"ops": list(spec.ops)},
+                )
+                duplicated += len(rows)
+                entry["table"] = spec.table
+                entry["duplicated_keys"] = len(rows)
+                entry["duplicated_examples"] = [
+                    {"key": k, "rows": int(n)} for k, n in rows[:EXAMPLES]
+                ]
+            if spec.applied_field is not None:
+                # Answered "applied now" more than once; when the effects leave rows, only
+                # keys that did take effect count (an acknowledged write that was never
+                # kept is durable_acknowledged_writes' finding, not a duplicate).
+                kept: sql.Composable = sql.SQL("")
+                if spec.table is not None and spec.column is not None:
+                    kept = sql.SQL(" AND key IN (SELECT t.{column}::text FROM {table} t)").format(
+                        column=sql.Identifier(spec.column), table=_identifier(spec.table, "table")
+                    )
+                rows = ctx.query(
+                    sql.SQL(
+                        "SELECT key, n, idx FROM (SELECT value->>{field} AS key, count(*) AS n,"
+                        " array_agg(idx ORDER BY idx) AS idx FROM {history}"
+                        " WHERE f = ANY(%(ops)s) AND type = 'ok' AND value->>{applied} = 'true'"
+                        " GROUP BY 1 HAVING count(*) > 1) d WHERE true{kept} ORDER BY idx[1]"
+                    ).format(
+                        field=sql.Literal(spec.field),
+                        applied=sql.Literal(spec.applied_field),
+                        history=history,
+                        kept=kept,
+                    ),
+                    {"ops": list(spec.ops)},
+                )
+                applied_twice += len(rows)
+                entry["applied_more_than_once"] = len(rows)
+                entry["applied_examples"] = [
+                    {"key": k, "times": int(n), "ops": [int(i) for i in idx][:EXAMPLES]}
+                    for k, n, idx in rows[:EXAMPLES]
+                ]
+            entries.append(entry)
+        evidence: dict[str, JsonValue] = {
+            "keys": checked,
+            "duplicated_keys": duplicated,
+            "applied_more_than_once": applied_twice,
+            "writes": entries,
+        }
+        if duplicated or applied_twice:
+            return Verdict.invalid(**evidence)
+        if checked == 0:
+            return Verdict.unknown(**evidence)
+        return Verdict.valid(**evidence)
+
+
+# -- conservation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Operation ``op`` moves value[``amount_field``] into its group (``sign`` -1: out of it).
+
+    ``group_field`` names the group (e.g. a currency; None: one group); ``key_field`` an
+    idempotency key, so that replays of a key count once (None: every operation counts).
+    """
+
+    op: str
+    amount_field: str
+    group_field: str | None = None
+    key_field: str | None = None
+    sign: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.op, "flow op")
+        _require(self.amount_field, "flow amount_field")
+        if self.sign not in (1, -1):
+            raise SpecError(f"flow {self.op}: sign {self.sign}", expected="1 or -1")
+
+
+#: The group name of flows without a group field, and of totals rows without a group.
+ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Conservation:
+    """What is held per group equals what it held before plus the acknowledged flows.
+
+    ``totals_sql`` returns rows ``(group, total)``: what is held now. Its result before the
+    workload starts is the baseline. The expected total of a group lies between
+    baseline + acknowledged flows and that plus the unknown (``info``) flows, whichever sign
+    they have: an ``info`` flow may or may not have happened.
+    """
+
+    totals_sql: str
+    flows: tuple[Flow, ...]
+    name: str = "conservation"
+
+    def __post_init__(self) -> None:
+        _require(self.totals_sql, "conservation totals_sql")
+        if not self.flows:
+            raise SpecError(f"{self.name}: declares no flows")
+
+    def _totals(self, conn: Connection) -> dict[str, int | float]:
+        totals: dict[str, int | float] = {}
+        with conn.cursor() as cursor:
+            cursor.execute(self.totals_sql)
+            for row in cursor.fetchall():
+                group = ALL if len(row) < 2 or row[0] is None else str(row[0])
+                amount = _json_number(row[-1]) or 0
+                totals[group] = totals.get(group, 0) + amount
+        return totals
+
+    def baseline(self, conn: Connection) -> Mapping[str, JsonValue]:
+        return dict(self._totals(conn))
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        baseline = ctx.baselines.get(self.name)
+        if baseline is None:
+            return Verdict.unknown(reason="no baseline was taken before the workload started")
+        history = sql.Identifier(ctx.history_table())
+        parts = []
+        params: dict[str, Any] = {}
+        for i, flow in enumerate(self.flows):
+            group = (
+                sql.SQL("coalesce(value->>{f}, {all})").format(
+                    f=sql.Literal(flow.group_field), all=sql.Literal(ALL)
+                )
+                if flow.group_field
+                else sql.Literal(ALL)
+            )
+            key = (
+                sql.SQL("coalesce(value->>{k}, 'op-' || idx)").format(k=sql.Literal(flow.key_field))
+                if flow.key_field
+                else sql.SQL("'op-' || idx")
+            )
+            parts.append(
+                sql.SQL(
+                    "SELECT {group} AS grp, {i}::text || ':' || {key} AS key,"
+                    " {sign} * (value->>{amount})::numeric AS amount, type"
+                    " FROM {history} WHERE f = %(op{i})s AND value->>{amount} IS NOT NULL"
+                ).format(
+                    group=group,
+                    key=key,
+                    i=sql.Literal(i),
+                    sign=sql.Literal(flow.sign),
+                    amount=sql.Literal(flow.amount_field),
+                    history=history,
+                )
+            )
+            params[f"op{i}"] = flow.op
+        query = sql.SQL(
+            "WITH ops AS ({union}),"
+            " k AS (SELECT grp, key, bool_or(type = 'ok') AS ok, bool_or(type = 'info') AS info,"
+            "   max(amount) FILTER (WHERE type = 'ok') AS ok_amount,"
+            "   max(amount) FILTER (WHERE type = 'info') AS info_amount"
+            "   FROM ops GROUP BY grp, key)"
+            " SELECT grp, coalesce(sum(ok_amount) FILTER (WHERE ok), 0),"
+            "  coalesce(sum(least(info_amount, 0)) FILTER (WHERE NOT ok AND info), 0),"
+            "  coalesce(sum(greatest(info_amount, 0)) FILTER (WHERE NOT ok AND info), 0),"
+            "  count(*) FILTER (WHERE ok), count(*) FILTER (WHERE NOT ok AND info)"
+            " FROM k GROUP BY grp ORDER BY grp"
+        ).format(union=sql.SQL(" UNION ALL ").join(parts))
+        flows: dict[str, tuple[int | float, int | float, int | float, int, int]] = {}
+        for grp, ok_sum, low, high, n_ok, n_info in ctx.query(query, params):
+            flows[str(grp)] = (
+                _json_number(ok_sum) or 0,
+                _json_number(low) or 0,
+                _json_number(high) or 0,
+                int(n_ok),
+                int(n_info),
+            )
+        try:
+            now = self._totals(ctx.connection())
+        except psycopg.Error as exc:
+            return Verdict.unknown(
+                error=_error(exc),
+                reason="the totals query fails on the database as it ended",
+                baseline=dict(baseline),
+            )
+        groups: list[JsonValue] = []
+        violations: list[str] = []
+        for grp in sorted(set(baseline) | set(flows) | set(now)):
+            base_raw = baseline.get(grp, 0)
+            base = base_raw if isinstance(base_raw, int | float) else 0
+            ok_sum, low, high, n_ok, n_info = flows.get(grp, (0, 0, 0, 0, 0))
+            held = now.get(grp, 0)
+            expected_min = base + ok_sum + low
+            expected_max = base + ok_sum + high
+            holds = expected_min <= held <= expected_max
+            if not holds:
+                violations.append(grp)
+            off = held - expected_max if held > expected_max else held - expected_min
+            groups.append(
+                {
+                    "group": grp,
+                    "held": held,
+                    "baseline": base,
+                    "acknowledged": ok_sum,
+                    "acknowledged_ops": n_ok,
+                    "unknown_ops": n_info,
+                    "expected_min": expected_min,
+                    "expected_max": expected_max,
+                    "difference": 0 if holds else off,
+                }
+            )
+        evidence: dict[str, JsonValue] = {"violations": list(violations), "groups": groups}
+        if violations:
+            return Verdict.invalid(**evidence)
+        return Verdict.valid(**evidence)
+
+
+# -- referential_integrity -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """Every non-null ``child.column`` must match a ``parent.parent_column`` (FK or not)."""
+
+    child: str
+    column: str
+    parent: str
+    parent_column: str = "id"
+
+    def __post_init__(self) -> None:
+        for name in ("child", "column", "parent", "parent_column"):
+            _require(getattr(self, name), f"relation {name}")
+        _identifier(self.child, "relation child")
+        _identifier(self.parent, "relation parent")
+
+    @property
+    def label(self) -> str:
+        return f"{self.child}.{self.column} -> {self.parent}.{self.parent_column}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferentialIntegrity:
+    """Declared relations have no orphans (one anti-join per relation)."""
+
+    relations: tuple[Relation, ...]
+    name: str = "referential_integrity"
+
+    def __post_init__(self) -> None:
+        if not self.relations:
+            raise SpecError(f"{self.name}: declares no relations")
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        entries: list[JsonValue] = []
+        orphans = 0
+        errors = 0
+        for rel in self.relations:
+            query = sql.SQL(
+                "SELECT count(*), (array_agg(c.{col}::text ORDER BY c.{col}))[1:%(n)s]"
+                " FROM {child} c WHERE c.{col} IS NOT NULL AND NOT EXISTS"
+                " (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})"
+            ).format(
+                col=sql.Identifier(rel.column),
+                child=_identifier(rel.child, "child"),
+                parent=_identifier(rel.parent, "parent"),
+                pcol=sql.Identifier(rel.parent_column),
+            )
+            try:
+                count, examples = ctx.query(query, {"n": EXAMPLES})[0]
+            except psycopg.Error as exc:
+                errors += 1
+                entries.append({"relation": rel.label, "error": _error(exc)})
+                continue
+            orphans += int(count)
+            entries.append(
+                {"relation": rel.label, "orphans": int(count), "examples": list(examples or [])}
+            )
+        evidence: dict[str, JsonValue] = {"orphans": orphans, "relations": entries}
+        if orphans:
+            return Verdict.invalid(**evidence)
+        if errors:
+            return Verdict.unknown(**evidence)
+        return Verdict.valid(**evidence)
+
+
+# -- schema_matches_release ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationProbe:
+    """``sql`` returns one number in [0, 1]: the fraction of ``migration``'s effects present
+    in the schema (0: none, 1: all). Recorded but not 1, or unrecorded but above 0, is a
+    half-applied migration."""
+
+    migration: str
+    sql: str
+
+    def __post_init__(self) -> None:
+        _require(self.migration, "probe migration")
+        _require(self.sql, "probe sql")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaMatchesRelease:
+    """The migration state is what every running release expects; nothing half-applied.
+
+    A release accepts its full migration list, or (while its contract migrations wait for
+    the rollout) its expand migrations.
+    """
+
+    probes: tuple[MigrationProbe, ...] = ()
+    name: str = "schema_matches_release"
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        target = ctx.target
+        if target is None:
+            return Verdict.unknown(reason="no target to compare with")
+        try:
+            applied = [str(r[0]) for r in ctx.query(target.applied_migrations_sql)]
+        except psycopg.errors.UndefinedTable:
+            applied = []
+        except psycopg.Error as exc:
+            return Verdict.unknown(error=_error(exc), reason="cannot read the migration state")
+        instances: list[JsonValue] = []
+        mismatched = unknown_release = 0
+        releases = [
+            (i.index, i.release)
+            for i in (ctx.end_state.instances if ctx.end_state is not None else ())
+            if i.running and i.release is not None
+        ]
+        for index, name in releases:
+            assert name is not None
+            try:
+                release = target.release(name)
+            except SpecError:
+                unknown_release += 1
+                instances.append({"index": index, "release": name, "known": False})
+                continue
+            accepted = [list(release.migrations)]
+            if release.contract_migrations:
+                accepted.append(list(release.expand_migrations))
+            matches = applied in accepted
+            mismatched += not matches
+            instances.append(
+                {"index": index, "release": name, "expects": accepted, "matches": matches}
+            )
+        probes: list[JsonValue] = []
+        half = 0
+        for probe in self.probes:
+            recorded = probe.migration in applied
+            try:
+                rows = ctx.query(probe.sql)
+                present = float(rows[0][0]) if rows and rows[0][0] is not None else 0.0
+            except psycopg.Error as exc:
+                probes.append({"migration": probe.migration, "error": _error(exc)})
+                continue
+            broken = (recorded and present < 1.0) or (not recorded and present > 0.0)
+            half += broken
+            probes.append(
+                {
+                    "migration": probe.migration,
+                    "recorded": recorded,
+                    "present": round(present, 4),
+                    "half_applied": broken,
+                }
+            )
+        evidence: dict[str, JsonValue] = {
+            "applied": list(applied),
+            "instances": instances,
+            "probes": probes,
+            "mismatched_instances": mismatched,
+            "half_applied": half,
+        }
+        if mismatched or half:
+            return Verdict.invalid(**evidence)
+        if not releases or unknown_release:
+            return Verdict.unknown(**evidence)
+        return Verdict.valid(**evidence)
+
+
+# -- readable_by_running_release -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBack:
+    """Re-read an acknowledged ``op`` through the app: GET ``path`` (filled from its ``ok``
+    value, e.g. ``/accounts/{id}``) and compare ``fields`` with what the client was told.
+
+    ``absent_means``: the value a field has when the answer lacks it (e.g. a release that
+    has no currency means the default one). A field the client was never told is skipped.
+    """
+
+    op: str
+    path: str
+    fields: tuple[str, ...]
+    absent_means: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(self.op, "read-back op")
+        if not self.path.startswith("/"):
+            raise SpecError(f"read-back {self.op}: path {self.path!r}", expected="/path/{field}")
+        if not self.fields:
+            raise SpecError(f"read-back {self.op}: no fields to compare")
+        object.__setattr__(self, "absent_means", dict(self.absent_means))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadableByRunningRelease:
+    """Every acknowledged entity (a seeded sample of ``sample`` per read-back) reads back
+    through each running instance with the values the client was told."""
+
+    reads: tuple[ReadBack, ...]
+    sample: int = 100
+    name: str = "readable_by_running_release"
+
+    def __post_init__(self) -> None:
+        if not self.reads:
+            raise SpecError(f"{self.name}: declares no read-backs")
+        if self.sample < 1:
+            raise SpecError(f"{self.name}: sample {self.sample}", expected=">= 1")
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        from harness.workload.client import HttpClient
+        from harness.workload.model import fill_path
+
+        apps = ctx.apps
+        if not apps:
+            return Verdict.unknown(reason="no app instance is running")
+        client = HttpClient(ctx.http_timeout)
+        rng = random.Random(ctx.seed)
+        mismatches: Counter[str] = Counter()
+        by_instance: Counter[str] = Counter()
+        examples: list[JsonValue] = []
+        entities = reads = unreadable = unreachable = 0
+        for spec in self.reads:
+            latest: dict[str, Mapping[str, Scalar]] = {}
+            for op in ctx.operations():
+                if op.f != spec.op or op.type is not OpType.OK:
+                    continue
+                try:
+                    latest[fill_path(spec.path, op.value)] = op.value
+                except SpecError:
+                    continue
+            paths = sorted(latest)
+            chosen = rng.sample(paths, min(self.sample, len(paths)))
+            entities += len(chosen)
+            for path in chosen:
+                told = latest[path]
+                for app in apps:
+                    reads += 1
+                    try:
+                        answer = client.get(app.base_url, path)
+                    except WorkloadRequestFailed:
+                        unreachable += 1
+                        continue
+                    where = f"{app.index}:{app.release}"
+                    if not 200 <= answer.status < 300:
+                        unreadable += 1
+                        by_instance[where] += 1
+                        if len(examples) < EXAMPLES:
+                            examples.append(
+                                {
+                                    "op": spec.op,
+                                    "path": path,
+                                    "instance": app.index,
+                                    "release": app.release,
+                                    "status": answer.status,
+                                    "answer": answer.text[:300],
+                                }
+                            )
+                        continue
+                    for name in spec.fields:
+                        if name not in told:
+                            continue
+                        read = answer.body.get(name, spec.absent_means.get(name))
+                        if read == told[name]:
+                            continue
+                        mismatches[name] += 1
+                        by_instance[where] += 1
+                        if len(examples) < EXAMPLES:
+                            examples.append(
+                                {
+                                    "op": spec.op,
+                                    "path": path,
+                                    "instance": app.index,
+                                    "release": app.release,
+                                    "field": name,
+                                    "told": told[name],
+                                    "read": read if name in answer.body else None,
+                                    "absent": name not in answer.body,
+                                }
+                            )
+        evidence: dict[str, JsonValue] = {
+            "entities": entities,
+            "reads": reads,
+            "mismatches": sum(mismatches.values()),
+            "by_field": dict(mismatches),
+            "unreadable": unreadable,
+            "unreachable": unreachable,
+            "by_instance": dict(by_instance),
+            "examples": examples,
+        }
+        if mismatches or unreadable:
+            return Verdict.invalid(**evidence)
+        if entities == 0 or reads == unreachable:
+            return Verdict.unknown(**evidence)
+        return Verdict.valid(**evidence)
+
+
+# -- availability --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Error rate and longest unavailable window of the history, against optional budgets."""
+
+    max_error_rate: float | None = None
+    max_unavailable_s: float | None = None
+    name: str = "availability"
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        stats = ctx.stats()
+        window = stats.longest_unavailable
+        evidence: dict[str, JsonValue] = {
+            "operations": stats.operations,
+            "errors": stats.errors,
+            "error_rate": round(stats.error_rate, 6),
+            "longest_unavailable_s": round(stats.longest_unavailable_s, 4),
+            "window": None if window is None else [round(window.start, 4), round(window.end, 4)],
+            "budget": {
+                "max_error_rate": self.max_error_rate,
+                "max_unavailable_s": self.max_unavailable_s,
+            },
+        }
+        if stats.operations == 0:
+            return Verdict.unknown(reason="no operations in the history", **evidence)
+        exceeded = []
+        if self.max_error_rate is not None and stats.error_rate > self.max_error_rate:
+            exceeded.append("error_rate")
+        if (
+            self.max_unavailable_s is not None
+            and stats.longest_unavailable_s > self.max_unavailable_s
+        ):
+            exceeded.append("longest_unavailable_s")
+        if exceeded:
+            return Verdict.invalid(exceeded=list(exceeded), **evidence)
+        return Verdict.valid(**evidence)
+
+
+# -- custom --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SqlInvariant:
+    """A custom invariant: ``sql`` returns one row per violation (none: valid)."""
+
+    name: str
+    sql: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _require(self.name, "invariant name")
+        _require(self.sql, f"invariant {self.name!r} sql")
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        inner = sql.SQL(self.sql.strip().rstrip(";"))
+        try:
+            count = int(
+                ctx.query(sql.SQL("SELECT count(*) FROM ({q}) AS violations").format(q=inner))[0][0]
+            )
+            rows = ctx.query(
+                sql.SQL("SELECT row_to_json(v) FROM ({q}) AS v LIMIT %(n)s").format(q=inner),
+                {"n": EXAMPLES},
+            )
+        except psycopg.Error as exc:
+            return Verdict.unknown(error=_error(exc), description=self.description)
+        evidence: dict[str, JsonValue] = {
+            "violations": count,
+            "examples": [r[0] for r in rows],
+            "description": self.description,
+        }
+        return Verdict.invalid(**evidence) if count else Verdict.valid(**evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class CallableInvariant:
+    """A custom invariant in Python: ``fn(context) -> Verdict``."""
+
+    name: str
+    fn: Callable[[CheckContext], Verdict]
+
+    def __post_init__(self) -> None:
+        _require(self.name, "invariant name")
+        if not callable(self.fn):
+            raise SpecError(f"invariant {self.name!r}: fn", expected="a callable")
+
+    def check(self, ctx: CheckContext) -> Verdict:
+        return self.fn(ctx)
