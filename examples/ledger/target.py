@@ -6,9 +6,12 @@ harness knows the ledger; this file is all it gets.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
 from harness.spec import Release, Target
 
@@ -30,6 +33,11 @@ RELEASE_MIGRATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
+#: The image repository of the docker backend's releases; each code release is a tag of it
+#: (``docker/build-images.sh`` builds them and writes this variable to local-images.env).
+IMAGE_ENV = "DEPLOY_CHAOS_LEDGER_IMAGE"
+DEFAULT_IMAGE = "deploy-chaos/ledger"
+
 #: v2 and v2.1 set ``currency`` NOT NULL in 0005: only once no v1 instance runs.
 _CONTRACT = ("0005",)
 
@@ -47,20 +55,16 @@ def _release(name: str, *, runs: str | None = None, bug: str | None = None) -> R
     env = dict(_MIGRATE_ENV)
     if bug is not None:
         env["LEDGER_BUG"] = bug
+    serve = (
+        *("{python}", "-m", "ledger.app", "--release", code),
+        *("--host", "{host}", "--port", "{port}"),
+    )
     return Release(
         name=name,
         env=env,
-        command=(
-            "{python}",
-            "-m",
-            "ledger.app",
-            "--release",
-            code,
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-        ),
+        command=serve,
+        image=f"{os.environ.get(IMAGE_ENV, '').strip() or DEFAULT_IMAGE}:{code}",
+        image_command=serve,
         migrate_command=("{python}", "-m", "ledger.migrate", "--release", code, "--to", "{target}"),
         migrations=migrations,
         contract_migrations=_CONTRACT if "0005" in migrations else (),
@@ -69,6 +73,19 @@ def _release(name: str, *, runs: str | None = None, bug: str | None = None) -> R
         cwd=APP_DIR,
         startup_timeout=10.0,
     )
+
+
+def _workload_module() -> ModuleType:
+    """``workload.py`` beside this file (which is itself loaded by path, not as a package)."""
+    name = "_deploy_chaos_ledger_workload"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, APP_DIR / "workload.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def target() -> Target:
@@ -86,6 +103,8 @@ def target() -> Target:
         seed_command=("{python}", "-m", "ledger.seed", "--seed", "{seed}"),
         applied_migrations_sql=APPLIED_MIGRATIONS_SQL,
         database="ledger",
+        workload=_workload_module().workload(),
+        invariants=_workload_module().invariants(),
         description=(
             "Reference stateful app: accounts and transfers with idempotency keys over"
             " PostgreSQL. v1 -> v2 adds currencies by expand/backfill/contract; v2's"
