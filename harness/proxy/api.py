@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from harness.errors import ProxyError
 from harness.proxy.http import Request, Response
-from harness.proxy.proxy import Proxy
+from harness.proxy.proxy import Network, Proxy
 from harness.proxy.schema import (
     PROXY_EXISTS,
     PROXY_NOT_FOUND,
@@ -47,10 +47,12 @@ class ApiServer:
     """Holds the proxies and answers API requests; one instance per server process.
 
     Requests that change state run one at a time (Toxiproxy serialises them with locks).
+    ``allowed_upstreams`` are the networks, besides loopback, an upstream may be in.
     """
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, allowed_upstreams: tuple[Network, ...] = ()) -> None:
         self.rng = rng
+        self.allowed_upstreams = allowed_upstreams
         self.proxies: dict[str, Proxy] = {}
         self._lock = asyncio.Lock()
         # (segment count, fixed segments by index) -> {method: handler}
@@ -137,7 +139,7 @@ class ApiServer:
         spec = parse_proxy_create(parse_body(request.body))
         if spec.name in self.proxies:
             raise ApiError(409, PROXY_EXISTS)
-        proxy = Proxy(spec.name, spec.listen, spec.upstream, self.rng)
+        proxy = Proxy(spec.name, spec.listen, spec.upstream, self.rng, self.allowed_upstreams)
         if spec.enabled:
             await proxy.start()
         self.proxies[spec.name] = proxy
@@ -188,7 +190,9 @@ class ApiServer:
                         done.append(existing)
                         continue
                     existing.stop()
-                proxy = Proxy(spec.name, spec.listen, spec.upstream, self.rng)
+                proxy = Proxy(
+                    spec.name, spec.listen, spec.upstream, self.rng, self.allowed_upstreams
+                )
                 if spec.enabled:
                     await proxy.start()
                 self.proxies[spec.name] = proxy

@@ -21,6 +21,7 @@ from harness.proxy.toxics import make_stage
 
 __all__ = [
     "AddressError",
+    "Network",
     "Proxy",
     "ToxicCollection",
     "format_address",
@@ -31,6 +32,9 @@ _log = logging.getLogger(__name__)
 
 #: How long resolving a listen or upstream host name may take.
 RESOLVE_TIMEOUT = 5.0
+
+#: A network an upstream may be in, besides loopback (``--allow-upstream CIDR``).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressError(ProxyError):
@@ -157,8 +161,16 @@ class _ClientEndpoint(Endpoint):
 class Proxy:
     """A named TCP proxy from ``listen`` to ``upstream`` with a chain of toxics per stream."""
 
-    def __init__(self, name: str, listen: str, upstream: str, rng: random.Random) -> None:
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        upstream: str,
+        rng: random.Random,
+        allowed_upstreams: tuple[Network, ...] = (),
+    ) -> None:
         self.name = name
+        self.allowed_upstreams = allowed_upstreams
         self.listen = listen
         self.upstream = upstream
         self.enabled = False
@@ -235,8 +247,14 @@ class Proxy:
                 yield link
 
     async def resolve_upstream(self) -> tuple[str, int]:
-        """The upstream's address; only loopback addresses are ever dialled."""
+        """The upstream's address: loopback, or in a network the server was told to allow
+        (``--allow-upstream``, e.g. a test's own Docker network); nothing else is dialled."""
         _family, host, port = await _resolve(self.upstream, passive=False)
-        if not ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:
-            raise ValueError(f"upstream {self.upstream} resolves to {host}, not a loopback address")
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+        if not address.is_loopback and not any(address in net for net in self.allowed_upstreams):
+            allowed = ", ".join(str(net) for net in self.allowed_upstreams)
+            raise ValueError(
+                f"upstream {self.upstream} resolves to {host}, not a loopback address"
+                + (f" nor in an allowed network ({allowed})" if allowed else "")
+            )
         return host, port
