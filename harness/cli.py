@@ -59,27 +59,28 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     except ChaosError as exc:
         ok = False
         _say(f"postgresql       NOT FOUND\n{exc}")
-    _say(f"docker engine    {_docker_status()}")
     _say("local backend    " + ("ready" if ok else "NOT ready (see above)"))
+    docker_ok = _doctor_docker(args.target)
+    _say("docker backend   " + ("ready" if docker_ok else "NOT ready (see above)"))
     return 0 if ok else 1
 
 
-def _docker_status() -> str:
-    try:
-        from docker.errors import DockerException
+def _doctor_docker(target_ref: str | None) -> bool:
+    """The engine, the docker backend's images (and a target's), found or missing."""
+    from harness.backends.docker import doctor_lines
 
-        import docker
-    except ImportError:
-        return "unknown (the docker package is missing)"
-    try:
-        client = docker.from_env(timeout=3)  # type: ignore[attr-defined]
-        try:
-            version = client.version()
-        finally:
-            client.close()
-    except DockerException as exc:
-        return f"not reachable ({str(exc).splitlines()[0][:120]}); the local backend is used"
-    return f"reachable (engine {version.get('Version', '?')}, API {version.get('ApiVersion', '?')})"
+    extra: list[tuple[str, str]] = []
+    if target_ref:
+        from harness._loader import load_target
+
+        target = load_target(target_ref)
+        for release in target.releases:
+            if release.image and all(release.image != image for image, _ in extra):
+                extra.append((release.image, f"{target.name} release {release.name}"))
+    lines, ready = doctor_lines(extra)
+    for line in lines:
+        _say(line)
+    return ready
 
 
 def _cmd_reap(args: argparse.Namespace) -> int:
@@ -93,6 +94,19 @@ def _cmd_reap(args: argparse.Namespace) -> int:
     _say(
         f"reaped {len(report.runs_removed)} dead run(s) under {state_root()}; "
         f"{len(report.runs_alive)} run(s) still owned by a live session"
+    )
+    from harness.backends.docker import engine_version, reap_docker
+
+    if engine_version(timeout=3) is None:
+        _say("no Docker engine answers: no containers or networks to reap")
+        return 0
+    found = reap_docker(include_alive=args.all)
+    for name in (*found.containers_removed, *found.networks_removed, *found.volumes_removed):
+        _say(f"removed {name}")
+    _say(
+        f"reaped {len(found.containers_removed)} container(s), {len(found.networks_removed)} "
+        f"network(s), {len(found.volumes_removed)} volume(s) of dead runs; "
+        f"{len(found.runs_alive)} run(s) with containers still owned by a live session"
     )
     return 0
 
@@ -216,9 +230,14 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check that this machine can run the harness")
     doctor.add_argument("--pg-bindir", default=None, help="PostgreSQL server binaries directory")
+    doctor.add_argument(
+        "--target", default=None, help="also check this target's release images (FILE.py[:NAME])"
+    )
     doctor.set_defaults(func=_cmd_doctor)
 
-    reap = sub.add_parser("reap", help="remove processes and files that dead sessions left")
+    reap = sub.add_parser(
+        "reap", help="remove processes, files, containers and networks that dead sessions left"
+    )
     reap.add_argument(
         "--all", action="store_true", help="also runs whose owning session is still alive (careful)"
     )

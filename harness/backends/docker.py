@@ -1,0 +1,1278 @@
+"""The docker backend: a stack as containers on a Docker network of its own.
+
+Each stack gets a Docker network created (and removed) by the run: internal when the engine
+can publish ports from an internal network, else a bridge without IP masquerading, so no
+container can reach anything beyond it. On it run a PostgreSQL container (``db``), a
+Toxiproxy-compatible proxy container (``proxy``) in front of it, and N app containers
+(``app0``...), each from its release's image. Migrations and other commands run as one-off
+containers of the release's image on the same network. Ports are published on 127.0.0.1
+only, on host ports the harness picks, so a restarted container keeps its address.
+
+Containers are created with testcontainers; kill, pause, restart, exec and networks go
+through the Docker SDK; every wait goes through :func:`harness._wait.wait_for` with the
+container's log tail attached on timeout. Every container and network carries the run id,
+the stack, and the owning session (pid, start time, host) as labels: :func:`reap_docker`
+removes what sessions that are no longer alive left behind, with testcontainers' Ryuk
+disabled (``TESTCONTAINERS_RYUK_DISABLED=true`` is set unless the user set it).
+
+Images are configuration: ``DEPLOY_CHAOS_POSTGRES_IMAGE`` (default the official
+``postgres:15``) and ``DEPLOY_CHAOS_PROXY_IMAGE`` (default ``ghcr.io/shopify/toxiproxy``);
+a release's image is its ``Release.image``. ``docker/build-images.sh`` builds local ones and
+writes ``docker/local-images.env``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import os
+import re
+import secrets
+import socket
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+
+from harness._runstate import RunDir, process_start_time, reap
+from harness._wait import wait_for
+from harness.backends.base import CommandResult, ProxyRoute
+from harness.backends.postgres import free_port
+from harness.errors import (
+    AppNotHealthy,
+    BackendError,
+    MigrationFailed,
+    ProxyApiError,
+    ServiceError,
+    SpecError,
+)
+from harness.faults.network import ToxiproxyClient
+from harness.spec import Release, Target, fill_placeholders
+
+__all__ = [
+    "DEFAULT_POSTGRES_IMAGE",
+    "DEFAULT_PROXY_IMAGE",
+    "LABEL_RUN",
+    "LABEL_STACK",
+    "POSTGRES_IMAGE_ENV",
+    "PROXY_IMAGE_ENV",
+    "DockerApp",
+    "DockerBackend",
+    "DockerCommand",
+    "DockerConfig",
+    "DockerDatabase",
+    "DockerProxy",
+    "DockerReapReport",
+    "DockerStack",
+    "DockerUnavailable",
+    "ImageMissing",
+    "connect",
+    "doctor_lines",
+    "engine_version",
+    "image_status",
+    "reap_docker",
+]
+
+POSTGRES_IMAGE_ENV = "DEPLOY_CHAOS_POSTGRES_IMAGE"
+PROXY_IMAGE_ENV = "DEPLOY_CHAOS_PROXY_IMAGE"
+DEFAULT_POSTGRES_IMAGE = "postgres:15"
+DEFAULT_PROXY_IMAGE = "ghcr.io/shopify/toxiproxy:2.12.0"
+RYUK_ENV = "TESTCONTAINERS_RYUK_DISABLED"
+#: What the embedded proxy image reads to allow upstreams on the stack's network.
+PROXY_ALLOW_UPSTREAM_ENV = "DEPLOY_CHAOS_PROXY_ALLOW_UPSTREAM"
+
+LABEL_RUN = "deploy-chaos.run-id"
+LABEL_STACK = "deploy-chaos.stack"
+LABEL_ROLE = "deploy-chaos.role"
+LABEL_OWNER_PID = "deploy-chaos.owner-pid"
+LABEL_OWNER_START = "deploy-chaos.owner-start"
+LABEL_OWNER_HOST = "deploy-chaos.owner-host"
+
+#: Where published ports are reached: always loopback (never testcontainers' gateway guess).
+HOST = "127.0.0.1"
+SUPERUSER = "chaos"
+PG_PORT = 5432
+PROXY_API_PORT = 8474
+#: The port the stack's database route listens on inside the proxy container.
+PROXY_DB_PORT = 15432
+APP_PORT = 8000
+#: What ``{python}`` means inside a container (the official python images and Debian's).
+CONTAINER_PYTHON = "python3"
+
+#: Server settings, as in the local backend (see docs/decisions.md): fsync off, small.
+_SERVER_SETTINGS = (
+    "fsync=off",
+    "full_page_writes=off",
+    "shared_buffers=16MB",
+    "max_connections=60",
+    "max_wal_senders=0",
+    "wal_level=minimal",
+    "jit=off",
+    "log_min_messages=warning",
+    "log_line_prefix=%m [%p] ",
+)
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class DockerUnavailable(BackendError):
+    """No Docker engine answers (or the docker package is missing); ``detail`` says why."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"no Docker engine answers: {detail}\n"
+            "Fix: start one (see docs/docker.md: `dockerd >/var/log/dockerd.log 2>&1 &`), point "
+            "DOCKER_HOST at one, or use the local backend (--chaos-backend local)."
+        )
+
+
+class ImageMissing(BackendError):
+    """An image the docker backend needs is not on the engine and could not be pulled."""
+
+    def __init__(self, image: str, setting: str, detail: str) -> None:
+        self.image = image
+        self.setting = setting
+        self.detail = detail
+        super().__init__(
+            f"image {image} ({setting}) is not on the engine and cannot be pulled: {detail}\n"
+            "Fix: bash docker/build-images.sh, then: set -a; . docker/local-images.env; set +a"
+        )
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DockerConfig:
+    """The images the backend runs and how long it waits; every image is configuration."""
+
+    postgres_image: str = DEFAULT_POSTGRES_IMAGE
+    proxy_image: str = DEFAULT_PROXY_IMAGE
+    ready_timeout: float = 60.0
+
+    @classmethod
+    def from_env(
+        cls, *, postgres_image: str | None = None, proxy_image: str | None = None
+    ) -> DockerConfig:
+        """Explicit values first, then the environment, then the defaults."""
+        return cls(
+            postgres_image=postgres_image
+            or os.environ.get(POSTGRES_IMAGE_ENV, "").strip()
+            or DEFAULT_POSTGRES_IMAGE,
+            proxy_image=proxy_image
+            or os.environ.get(PROXY_IMAGE_ENV, "").strip()
+            or DEFAULT_PROXY_IMAGE,
+        )
+
+    def settings(self) -> dict[str, str]:
+        """The image settings by environment variable name (what ``doctor`` lists)."""
+        return {POSTGRES_IMAGE_ENV: self.postgres_image, PROXY_IMAGE_ENV: self.proxy_image}
+
+
+def _docker_module() -> Any:
+    try:
+        import docker
+    except ImportError as exc:  # a dependency of the package; say so clearly anyway
+        raise DockerUnavailable(f"the docker Python package is missing ({exc})") from exc
+    return docker
+
+
+def connect(timeout: float = 60.0) -> Any:
+    """A Docker SDK client to the engine of the environment, checked with a ping."""
+    docker = _docker_module()
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(str(exc).splitlines()[0][:300]) from exc
+    return client
+
+
+def engine_version(timeout: float = 1.0) -> str | None:
+    """The engine's version when one answers within ``timeout`` seconds, else None."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host and not os.path.exists("/var/run/docker.sock"):
+        return None
+    try:
+        client = connect(timeout=timeout)
+    except DockerUnavailable:
+        return None
+    try:
+        return str(client.version().get("Version", "?"))
+    except Exception:  # an engine that pings but cannot say its version: treat as absent
+        return None
+    finally:
+        client.close()
+
+
+def image_status(client: Any, images: Sequence[str]) -> dict[str, bool]:
+    """Whether each image is present on the engine (no pull)."""
+    docker = _docker_module()
+    found: dict[str, bool] = {}
+    for image in images:
+        try:
+            client.images.get(image)
+            found[image] = True
+        except docker.errors.ImageNotFound:
+            found[image] = False
+    return found
+
+
+def _owner_labels(run_id: str) -> dict[str, str]:
+    pid = os.getpid()
+    return {
+        LABEL_RUN: run_id,
+        LABEL_OWNER_PID: str(pid),
+        LABEL_OWNER_START: str(process_start_time(pid) or ""),
+        LABEL_OWNER_HOST: socket.gethostname(),
+    }
+
+
+def _http_status(url: str, timeout: float) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+_HTTP_TRANSIENT = (OSError, urllib.error.URLError, http.client.HTTPException)
+
+
+# -- the reaper -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DockerReapReport:
+    """What :func:`reap_docker` removed, and the runs it left because their owner lives."""
+
+    containers_removed: tuple[str, ...]
+    networks_removed: tuple[str, ...]
+    volumes_removed: tuple[str, ...]
+    runs_alive: tuple[str, ...]
+
+
+def _owner_dead(labels: dict[str, str]) -> bool:
+    """Same rule as for processes: the owning session's pid is gone (or is another process).
+
+    Resources another host's session made (a shared remote engine) are never judged here.
+    """
+    if labels.get(LABEL_OWNER_HOST, "") != socket.gethostname():
+        return False
+    try:
+        pid = int(labels.get(LABEL_OWNER_PID, ""))
+    except ValueError:
+        return True
+    start = labels.get(LABEL_OWNER_START, "")
+    current = process_start_time(pid)
+    return current is None or (start != "" and str(current) != start)
+
+
+def reap_docker(
+    client: Any | None = None, *, include_alive: bool = False, run_id: str | None = None
+) -> DockerReapReport:
+    """Remove the containers, networks and volumes of dead sessions (by label).
+
+    ``run_id`` limits it to one run (removed whatever its owner's state); ``include_alive``
+    also removes those of live sessions on this host.
+    """
+    own = client is None
+    client = client or connect()
+    docker = _docker_module()
+    containers: list[str] = []
+    networks: list[str] = []
+    volumes: list[str] = []
+    alive: set[str] = set()
+
+    def doomed(labels: dict[str, str]) -> bool:
+        rid = labels.get(LABEL_RUN, "")
+        if run_id is not None:
+            return rid == run_id
+        if include_alive or _owner_dead(labels):
+            return True
+        alive.add(rid)
+        return False
+
+    selector = {"label": f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN}
+    try:
+        for container in client.containers.list(all=True, filters=selector):
+            if doomed(container.labels):
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True, v=True)
+                    containers.append(container.name)
+        for network in client.networks.list(filters=selector):
+            labels = network.attrs.get("Labels") or {}
+            if doomed(labels):
+                with contextlib.suppress(docker.errors.NotFound):
+                    _disconnect_all(network)
+                    network.remove()
+                    networks.append(network.name)
+        for volume in client.volumes.list(filters=selector):
+            if doomed(volume.attrs.get("Labels") or {}):
+                with contextlib.suppress(docker.errors.NotFound):
+                    volume.remove(force=True)
+                    volumes.append(volume.name)
+    finally:
+        if own:
+            client.close()
+    return DockerReapReport(tuple(containers), tuple(networks), tuple(volumes), tuple(alive))
+
+
+def _disconnect_all(network: Any) -> None:
+    """Force-disconnect whatever is still attached (e.g. a container being removed)."""
+    docker = _docker_module()
+    with contextlib.suppress(docker.errors.DockerException):
+        network.reload()
+        for cid in network.attrs.get("Containers") or {}:
+            with contextlib.suppress(docker.errors.DockerException):
+                network.disconnect(cid, force=True)
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _NetworkRef:
+    """What testcontainers needs of a network: its name."""
+
+    name: str
+
+
+@dataclass(slots=True)
+class _ContainerSpec:
+    image: str
+    name: str
+    role: str
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port
+    aliases: tuple[str, ...] = ()
+
+
+class _ContainerService:
+    """A service backed by one container: kill, pause/resume, state, log tail."""
+
+    name: str
+    stack: DockerStack
+
+    def __init__(self) -> None:
+        self.container: Any | None = None
+        self._paused = False
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _status(self) -> str:
+        if self.container is None:
+            return "absent"
+        docker = _docker_module()
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return "absent"
+        return str(self.container.status)
+
+    @property
+    def running(self) -> bool:
+        return self._status() in ("running", "paused", "restarting")
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def container_id(self) -> str | None:
+        return None if self.container is None else str(self.container.id)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.container is None:
+            return ""
+        docker = _docker_module()
+        try:
+            raw = self.container.logs(stdout=True, stderr=True, tail=lines)
+        except docker.errors.DockerException as exc:
+            return f"(logs of {self.name} unavailable: {exc})"
+        return bytes(raw).decode(errors="replace").rstrip("\n")
+
+    # -- operations ----------------------------------------------------------------------
+
+    def _require(self, action: str) -> Any:
+        if self.container is None or not self.running:
+            raise ServiceError(self.name, action, "the container is not running", self.log_tail())
+        return self.container
+
+    def kill(self) -> None:
+        """``docker kill``: SIGKILL every process of the container."""
+        if self.container is None:
+            return
+        docker = _docker_module()
+        with contextlib.suppress(docker.errors.APIError):  # already stopped
+            self.container.kill()
+        wait_for(
+            lambda: self._status() in ("exited", "dead", "absent", "created"),
+            what=f"{self.name} to stop after docker kill",
+            timeout=15,
+            log_tail=self.log_tail,
+        )
+        self._paused = False
+
+    def pause(self) -> None:
+        """``docker pause``: freeze every process (cgroup freezer)."""
+        self._require("pause").pause()
+        self._paused = True
+
+    def resume(self) -> None:
+        """``docker unpause``."""
+        self._require("resume").unpause()
+        self._paused = False
+
+    def _stop_container(self, timeout: float) -> None:
+        if self.container is None:
+            return
+        docker = _docker_module()
+        if self._status() == "paused":
+            with contextlib.suppress(docker.errors.APIError):
+                self.container.unpause()
+        self._paused = False
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.stop(timeout=max(1, int(timeout)))
+
+    def _start_container(self) -> None:
+        """Start the (stopped or killed) container again, keeping its ports and logs."""
+        assert self.container is not None
+        docker = _docker_module()
+        try:
+            self.container.start()
+        except docker.errors.APIError as exc:
+            raise ServiceError(self.name, "start", str(exc), self.log_tail()) from exc
+        self._paused = False
+
+    def remove(self) -> None:
+        """Remove the container (and its anonymous volumes); tolerate it being gone."""
+        container, self.container = self.container, None
+        if container is None:
+            return
+        docker = _docker_module()
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True, v=True)
+        self._paused = False
+
+    def _exited_error(self, action: str) -> ServiceError | None:
+        status = self._status()
+        if status in ("exited", "dead", "absent"):
+            code = self.container.attrs["State"].get("ExitCode") if self.container else None
+            return ServiceError(
+                self.name, action, f"container {status} (exit code {code})", self.log_tail()
+            )
+        return None
+
+
+class DockerDatabase(_ContainerService):
+    """The stack's PostgreSQL server in a container (alias ``db`` on the stack's network)."""
+
+    def __init__(self, stack: DockerStack, image: str) -> None:
+        super().__init__()
+        self.stack = stack
+        self.name = f"{stack.name}.db"
+        self.image = image
+        self.database = stack.target.database
+        self.user = SUPERUSER
+        self.password = secrets.token_urlsafe(18)
+        self.port = free_port()
+
+    # -- connection details -------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def url(self) -> str:
+        """A URL straight to the server through its published 127.0.0.1 port."""
+        return f"postgresql://{self.user}:{self.password}@{HOST}:{self.port}/{self.database}"
+
+    def url_via(self, host: str, port: int) -> str:
+        """The same credentials, reaching the server through ``host:port``."""
+        return f"postgresql://{self.user}:{self.password}@{host}:{port}/{self.database}"
+
+    def connect(
+        self, *, autocommit: bool = True, timeout: float = 5.0, dbname: str | None = None
+    ) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host=HOST,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=dbname or self.database,
+            autocommit=autocommit,
+            connect_timeout=max(1, int(timeout)),
+            application_name="deploy-chaos",
+        )
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall()) if cur.description else []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def spec(self) -> _ContainerSpec:
+        command = ["postgres"]
+        for setting in _SERVER_SETTINGS:
+            command += ["-c", setting]
+        return _ContainerSpec(
+            image=self.image,
+            name=self.stack.container_name("db"),
+            role="db",
+            command=command,
+            env={
+                "POSTGRES_USER": self.user,
+                "POSTGRES_PASSWORD": self.password,
+                "POSTGRES_DB": self.database,
+            },
+            ports={PG_PORT: self.port},
+            aliases=("db",),
+        )
+
+    def create(self) -> None:
+        self.container = self.stack.backend.run_container(self.stack, self.spec())
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        def ready() -> bool:
+            if (error := self._exited_error("start")) is not None:
+                raise error
+            with self.connect(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+
+        wait_for(
+            ready,
+            what=f"{self.name} to accept connections on {HOST}:{self.port}",
+            timeout=timeout or self.stack.backend.config.ready_timeout,
+            transient=(psycopg.OperationalError,),
+            log_tail=self.log_tail,
+        )
+
+    def start(self, *, timeout: float | None = None) -> None:
+        if self.container is None:
+            self.create()
+        elif not self.running:
+            self._start_container()
+        self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        """Fast shutdown (the image's stop signal, SIGINT), killed if it takes over 10 s."""
+        self._stop_container(10)
+
+    def restart(self) -> None:
+        """Stop if running (or after a kill), start again: crash recovery runs by itself."""
+        if self.running:
+            self.stop()
+        self._start_container()
+        self.wait_ready()
+
+    def close(self) -> None:
+        self.remove()
+
+    # -- backup and restore (pg_dump / pg_restore inside the container) -------------------
+
+    def _exec(self, argv: list[str], what: str) -> bytes:
+        container = self._require(what)
+        code, (out, err) = container.exec_run(argv, demux=True)
+        if code != 0:
+            detail = (err or b"").decode(errors="replace") + (out or b"").decode(errors="replace")
+            raise ServiceError(self.name, what, f"exit status {code}", detail[-3000:])
+        return bytes(out or b"")
+
+    def backup(self, path: Path) -> None:
+        """``pg_dump -Fc`` the target's database (run in the container) to ``path``."""
+        dump = self._exec(["pg_dump", "-Fc", "-U", self.user, "-d", self.database], "pg_dump")
+        path.write_bytes(dump)
+
+    def restore(self, path: Path) -> None:
+        """Recreate the database from a :meth:`backup` (connections to it are terminated)."""
+        data = path.read_bytes()
+        with self.connect(dbname="postgres") as conn:
+            db = pgsql.Identifier(self.database)
+            conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+            conn.execute(pgsql.SQL("CREATE DATABASE {}").format(db))
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo("deploy-chaos-restore.dump")
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        container = self._require("restore")
+        if not container.put_archive("/tmp", archive.getvalue()):  # noqa: S108 (in the container)
+            raise ServiceError(self.name, "restore", "could not copy the dump into the container")
+        try:
+            self._exec(
+                [
+                    "pg_restore",
+                    "--exit-on-error",
+                    "-U",
+                    self.user,
+                    "-d",
+                    self.database,
+                    "/tmp/deploy-chaos-restore.dump",  # noqa: S108
+                ],
+                "pg_restore",
+            )
+        finally:
+            with contextlib.suppress(ServiceError):
+                self._exec(["rm", "-f", "/tmp/deploy-chaos-restore.dump"], "remove the dump")  # noqa: S108
+
+
+class DockerProxy(_ContainerService):
+    """The Toxiproxy-compatible proxy container (alias ``proxy``) with the database route."""
+
+    def __init__(self, stack: DockerStack, image: str) -> None:
+        super().__init__()
+        self.stack = stack
+        self.name = f"{stack.name}.proxy"
+        self.image = image
+        self.api_port = free_port()
+        self.db_port = free_port()
+        self.client = ToxiproxyClient(f"http://{HOST}:{self.api_port}")
+        self.route: ProxyRoute | None = None
+
+    def spec(self) -> _ContainerSpec:
+        subnet = self.stack.subnet
+        return _ContainerSpec(
+            image=self.image,
+            name=self.stack.container_name("proxy"),
+            role="proxy",
+            env={PROXY_ALLOW_UPSTREAM_ENV: subnet} if subnet else {},
+            ports={PROXY_API_PORT: self.api_port, PROXY_DB_PORT: self.db_port},
+            aliases=("proxy",),
+        )
+
+    def create(self) -> None:
+        self.container = self.stack.backend.run_container(self.stack, self.spec())
+
+    def wait_ready(self, timeout: float | None = None) -> str:
+        def answer() -> str:
+            if (error := self._exited_error("start")) is not None:
+                raise error
+            return self.client.version()
+
+        return wait_for(
+            answer,
+            what=f"{self.name} to answer {self.client.api_url}/version",
+            timeout=timeout or self.stack.backend.config.ready_timeout,
+            transient=(ProxyApiError,),
+            log_tail=self.log_tail,
+        )
+
+    def create_route(self) -> ProxyRoute:
+        """The database route: proxy ``<stack>-db`` on :data:`PROXY_DB_PORT` to ``db``."""
+        name = f"{self.stack.name}-db"
+        self.client.create_proxy(name, f"db:{PG_PORT}", listen=f"0.0.0.0:{PROXY_DB_PORT}")
+        self.route = ProxyRoute(self.client, name, HOST, self.db_port)
+        return self.route
+
+    def restart(self) -> None:
+        """Restart the container; its proxies live in memory, so the route is made again."""
+        if self.running:
+            self._stop_container(5)
+        self._start_container()
+        self.wait_ready()
+        if self.route is not None:
+            self.create_route()
+
+
+class DockerApp(_ContainerService):
+    """One app instance: a container of its release's image (alias ``app<i>``)."""
+
+    def __init__(self, stack: DockerStack, index: int, release: Release) -> None:
+        super().__init__()
+        self.stack = stack
+        self.index = index
+        self.name = f"app{index}"
+        self._release = release
+        self.port = free_port()
+        self._generation = 0
+
+    @property
+    def release(self) -> Release:
+        return self._release
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def launch(self) -> None:
+        """Create and start the container without waiting for health."""
+        release = self._release
+        values = self.stack.placeholder_values(release, instance=self.index, port=APP_PORT)
+        self._generation += 1
+        spec = _ContainerSpec(
+            image=self.stack.image_of(release),
+            name=self.stack.container_name(f"app{self.index}-{self._generation}"),
+            role="app",
+            command=fill_placeholders(release.image_command, values) or None,
+            env=self.stack.release_env(release, values),
+            ports={APP_PORT: self.port},
+            aliases=(self.name,),
+        )
+        self.container = self.stack.backend.run_container(self.stack, spec)
+        self._paused = False
+
+    def healthy(self, timeout: float = 1.0) -> bool:
+        try:
+            return _http_status(self.base_url + self._release.health_path, timeout) == 200
+        except _HTTP_TRANSIENT:
+            return False
+
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        release = self._release
+
+        def check() -> bool:
+            if (error := self._exited_error(f"start {release.name}")) is not None:
+                raise error
+            return _http_status(self.base_url + release.health_path, 1.0) == 200
+
+        wait_for(
+            check,
+            what=f"{self.stack.name}/{self.name} ({release.name}) to answer "
+            f"{release.health_path} with 200 on port {self.port}",
+            timeout=timeout or release.startup_timeout,
+            transient=_HTTP_TRANSIENT,
+            log_tail=self.log_tail,
+            error=AppNotHealthy,
+        )
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_healthy()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """``docker stop`` (SIGTERM, SIGKILL after ``timeout``) and remove the container."""
+        self._stop_container(timeout)
+        self.remove()
+
+    def restart(self) -> None:
+        """Stop if running (or after a kill), start the same container, await health."""
+        if self.container is None:
+            self.start()
+            return
+        if self.running:
+            self._stop_container(5)
+        self._start_container()
+        self.wait_healthy()
+
+    def deploy(self, release: Release) -> None:
+        """Replace the container with one of ``release``'s image on the same host port."""
+        self.stop()
+        self._release = release
+        self.start()
+
+
+class DockerCommand:
+    """A command run as a one-off container of a release's image (e.g. a migration)."""
+
+    def __init__(
+        self,
+        stack: DockerStack,
+        name: str,
+        release: Release,
+        argv: Sequence[str],
+        env: dict[str, str],
+    ) -> None:
+        self.stack = stack
+        self.name = name
+        self.argv = tuple(argv)
+        self._started = time.monotonic()
+        self._result: CommandResult | None = None
+        spec = _ContainerSpec(
+            image=stack.image_of(release),
+            name=stack.container_name(name),
+            role="command",
+            command=list(argv),
+            env=env,
+        )
+        self._container: Any = stack.backend.run_container(stack, spec)
+
+    @property
+    def pid(self) -> int:
+        """The host pid of the container's main process (0 once it has exited)."""
+        docker = _docker_module()
+        with contextlib.suppress(docker.errors.NotFound):
+            self._container.reload()
+        return int(self._container.attrs["State"].get("Pid") or 0)
+
+    def poll(self) -> int | None:
+        if self._result is not None:
+            return self._result.returncode
+        docker = _docker_module()
+        try:
+            self._container.reload()
+        except docker.errors.NotFound:
+            return -9
+        state = self._container.attrs["State"]
+        if state.get("Status") in ("exited", "dead"):
+            return int(state.get("ExitCode", -1))
+        return None
+
+    def wait(self, timeout: float | None = None) -> CommandResult:
+        if self._result is not None:
+            return self._result
+        docker = _docker_module()
+        try:
+            try:
+                code = int(self._container.wait(timeout=timeout)["StatusCode"])
+            except OSError:  # requests' ReadTimeout/ConnectionError: the timeout passed
+                self.kill()
+                code = int(self._container.wait(timeout=30)["StatusCode"])
+            try:
+                raw = self._container.logs(stdout=True, stderr=True)
+                output = bytes(raw).decode(errors="replace")
+            except docker.errors.DockerException as exc:
+                output = f"(output unavailable: {exc})"
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                self._container.remove(force=True, v=True)
+        self._result = CommandResult(self.argv, code, output, time.monotonic() - self._started)
+        return self._result
+
+    def kill(self) -> None:
+        """``docker kill`` the command's container."""
+        docker = _docker_module()
+        with contextlib.suppress(docker.errors.APIError):
+            self._container.kill()
+
+
+# -- the stack ------------------------------------------------------------------------------
+
+
+class DockerStack:
+    """A database, a fault proxy and N app instances, as containers on their own network."""
+
+    def __init__(self, backend: DockerBackend, target: Target, name: str) -> None:
+        self.backend = backend
+        self.target = target
+        self.name = name
+        self.run_id = backend.run_id
+        self.labels = {**backend.labels, LABEL_STACK: name}
+        self.network: Any | None = None
+        self.subnet = ""
+        self.internal = False
+        self.database = DockerDatabase(self, backend.config.postgres_image)
+        self.proxy = DockerProxy(self, backend.config.proxy_image)
+        self.apps: list[DockerApp] = []
+        self.db_proxy: ProxyRoute | None = None
+        self._commands = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- naming and environment --------------------------------------------------------
+
+    def container_name(self, role: str) -> str:
+        return _SAFE_NAME.sub("-", f"{self.run_id}-{self.name}-{role}")
+
+    @property
+    def network_name(self) -> str:
+        return self.container_name("net")
+
+    def image_of(self, release: Release) -> str:
+        if not release.image:
+            raise SpecError(
+                f"release {release.name!r} of target {self.target.name!r} has no image",
+                expected="Release.image for the docker backend",
+            )
+        return release.image
+
+    @property
+    def app_database_url(self) -> str:
+        """The URL app containers and migrations use: through the proxy, on the network."""
+        db = self.database
+        return f"postgresql://{db.user}:{db.password}@proxy:{PROXY_DB_PORT}/{db.database}"
+
+    def placeholder_values(
+        self, release: Release, *, instance: int | None = None, port: int | None = None
+    ) -> dict[str, str]:
+        return {
+            "python": CONTAINER_PYTHON,
+            "host": "0.0.0.0",  # noqa: S104 (inside the container; published on 127.0.0.1)
+            "release": release.name,
+            "database_url": self.app_database_url,
+            "instance": "" if instance is None else str(instance),
+            "port": "" if port is None else str(port),
+            "target": "",
+            "seed": "0",
+        }
+
+    def release_env(self, release: Release, values: dict[str, str]) -> dict[str, str]:
+        env = dict(release.env)
+        env.update(
+            {
+                "DATABASE_URL": values["database_url"],
+                "HOST": values["host"],
+                "PORT": values["port"],
+                "APP_INSTANCE": values["instance"],
+                "APP_RELEASE": release.name,
+                "MIGRATION_TARGET": values["target"],
+                "DEPLOY_CHAOS_RUN_ID": self.run_id,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, release: Release, instances: int) -> None:
+        images = [self.image_of(release)]
+        self.backend.ensure_images(
+            [
+                (self.backend.config.postgres_image, POSTGRES_IMAGE_ENV),
+                (self.backend.config.proxy_image, PROXY_IMAGE_ENV),
+                *((image, f"release {release.name}: image") for image in images),
+            ]
+        )
+        self.network, self.subnet, self.internal = self.backend.create_network(self)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(self.database.create), pool.submit(self.proxy.create)]
+            for future in futures:
+                future.result()
+        self.proxy.wait_ready()
+        self.database.wait_ready()
+        self.db_proxy = self.proxy.create_route()
+        if release.migrations:
+            self.migrate(release, release.last_migration)
+        self.apps = [DockerApp(self, i, release) for i in range(instances)]
+        with ThreadPoolExecutor(max_workers=max(1, instances)) as pool:
+            for future in [pool.submit(app.launch) for app in self.apps]:
+                future.result()
+        for app in self.apps:
+            app.wait_healthy()
+
+    def start_command(
+        self, release: Release, argv: Sequence[str], values: dict[str, str] | None = None
+    ) -> DockerCommand:
+        merged = self.placeholder_values(release)
+        merged.update(values or {})
+        filled = fill_placeholders(argv, merged)
+        with self._lock:
+            self._commands += 1
+            name = f"cmd{self._commands}"
+        return DockerCommand(self, name, release, filled, self.release_env(release, merged))
+
+    def start_migrate(self, release: Release, to: str) -> DockerCommand:
+        if to != "base" and to not in release.migrations:
+            raise SpecError(
+                f"release {release.name!r} has no migration {to!r}",
+                choices=["base", *release.migrations],
+            )
+        return self.start_command(release, release.migrate_command, {"target": to})
+
+    def migrate(self, release: Release, to: str, *, timeout: float = 300.0) -> CommandResult:
+        result = self.start_migrate(release, to).wait(timeout=timeout)
+        if not result.ok:
+            raise MigrationFailed(
+                f"{self.name}.migrate", result.argv, result.returncode, result.output
+            )
+        return result
+
+    def applied_migrations(self) -> list[str]:
+        try:
+            rows = self.database.sql(self.target.applied_migrations_sql)
+        except psycopg.errors.UndefinedTable:
+            return []
+        return [str(row[0]) for row in rows]
+
+    def app(self, index: int) -> DockerApp:
+        return self.apps[index]
+
+    def services(self) -> Iterator[_ContainerService]:
+        yield self.database
+        yield self.proxy
+        yield from self.apps
+
+    def close(self) -> None:
+        """Remove every container of the stack (in parallel), then its network."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        try:
+            self.backend.remove_labelled({LABEL_RUN: self.run_id, LABEL_STACK: self.name})
+        except BackendError as exc:
+            errors.append(exc)
+        for service in self.services():
+            service.container = None
+        if self.network is not None:
+            try:
+                self.backend.remove_network(self.network)
+            except BackendError as exc:
+                errors.append(exc)
+            self.network = None
+        self.backend.forget_stack(self)
+        if errors:
+            raise BackendError(f"stack {self.name}: teardown had errors: {errors}")
+
+    def __enter__(self) -> DockerStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- the backend ----------------------------------------------------------------------------
+
+
+class DockerBackend:
+    """Runs stacks as containers. One per session; a context manager."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        config: DockerConfig | None = None,
+        run: RunDir | None = None,
+        client: Any | None = None,
+    ) -> None:
+        os.environ.setdefault(RYUK_ENV, "true")  # no Ryuk here: our labels and reaper clean up
+        self.config = config or DockerConfig.from_env()
+        self.client = client or connect()
+        reap()
+        reap_docker(self.client)
+        self.run = run or RunDir.create()
+        self.run_id = self.run.run_id
+        self.labels = _owner_labels(self.run_id)
+        self._stacks: list[DockerStack] = []
+        self._names = 0
+        self._lock = threading.Lock()
+        self._images_ok: set[str] = set()
+
+    # -- images ------------------------------------------------------------------------
+
+    def ensure_images(self, images: Sequence[tuple[str, str]]) -> None:
+        """Every image present (pulled when the engine can); :class:`ImageMissing` if not."""
+        docker = _docker_module()
+        for image, setting in images:
+            if image in self._images_ok:
+                continue
+            try:
+                self.client.images.get(image)
+            except docker.errors.ImageNotFound:
+                try:
+                    self.client.images.pull(image)
+                except docker.errors.DockerException as exc:
+                    raise ImageMissing(image, setting, str(exc).splitlines()[0][:200]) from exc
+            self._images_ok.add(image)
+
+    # -- containers and networks -------------------------------------------------------
+
+    def run_container(self, stack: DockerStack, spec: _ContainerSpec) -> Any:
+        """Create and start a labelled container on the stack's network (testcontainers)."""
+        from testcontainers.core.container import DockerContainer
+
+        docker = _docker_module()
+        if stack.network is None:
+            raise BackendError(f"stack {stack.name}: no network yet for {spec.name}")
+        container: Any = DockerContainer(  # typed loosely: a duck-typed network, host-IP ports
+            spec.image,
+            labels={**stack.labels, LABEL_ROLE: spec.role},
+            hostname=spec.aliases[0] if spec.aliases else None,
+        )
+        container.with_name(spec.name)
+        container.with_network(_NetworkRef(stack.network.name))
+        if spec.aliases:
+            container.with_network_aliases(*spec.aliases)
+        if spec.command is not None:
+            container.with_command(spec.command)
+        for key, value in spec.env.items():
+            container.with_env(key, value)
+        for inner, outer in spec.ports.items():
+            # 127.0.0.1 only (with_exposed_ports would publish on 0.0.0.0 and ::).
+            container.ports[f"{inner}/tcp"] = (HOST, outer)
+        try:
+            container.start()
+        except docker.errors.DockerException as exc:
+            wrapped = getattr(container, "_container", None)
+            if wrapped is not None:
+                with contextlib.suppress(docker.errors.DockerException):
+                    wrapped.remove(force=True, v=True)
+            raise ServiceError(spec.name, f"start {spec.image}", str(exc)) from exc
+        return container.get_wrapped_container()
+
+    def create_network(self, stack: DockerStack) -> tuple[Any, str, bool]:
+        """The stack's network: a bridge without IP masquerading, so nothing on it reaches
+        beyond it. (An internal network would be stricter, but Docker publishes no port of a
+        container that is only on an internal network; see docs/decisions.md.)"""
+        docker = _docker_module()
+        internal = False
+        options = {"com.docker.network.bridge.enable_ip_masquerade": "false"}
+        try:
+            network = self.client.networks.create(
+                stack.network_name,
+                driver="bridge",
+                internal=internal,
+                labels=stack.labels,
+                options=options,
+                check_duplicate=True,
+            )
+            network.reload()
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"stack {stack.name}: cannot create its network: {exc}") from exc
+        configs = network.attrs.get("IPAM", {}).get("Config") or [{}]
+        return network, str(configs[0].get("Subnet", "")), internal
+
+    def remove_network(self, network: Any) -> None:
+        docker = _docker_module()
+        try:
+            network.remove()
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            _disconnect_all(network)
+            try:
+                network.remove()
+            except docker.errors.DockerException as exc:
+                raise BackendError(f"cannot remove network {network.name}: {exc}") from exc
+
+    def remove_labelled(self, labels: dict[str, str]) -> list[str]:
+        """Remove every container carrying all of ``labels`` (in parallel)."""
+        docker = _docker_module()
+        selector = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            containers = self.client.containers.list(all=True, filters=selector)
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"cannot list containers {labels}: {exc}") from exc
+
+        def remove(container: Any) -> str:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
+            return str(container.name)
+
+        if not containers:
+            return []
+        with ThreadPoolExecutor(max_workers=min(6, len(containers))) as pool:
+            return list(pool.map(remove, containers))
+
+    # -- stacks ------------------------------------------------------------------------
+
+    def start_stack(
+        self,
+        target: Target,
+        release: Release,
+        *,
+        instances: int = 2,
+        name: str | None = None,
+    ) -> DockerStack:
+        if instances < 1:
+            raise SpecError(f"instances={instances}", expected="at least 1")
+        with self._lock:
+            self._names += 1
+            stack_name = name or f"{target.name}-{self._names}"
+        stack = DockerStack(self, target, stack_name)
+        self._stacks.append(stack)
+        try:
+            stack.start(release, instances)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                stack.close()
+            raise
+        return stack
+
+    def forget_stack(self, stack: DockerStack) -> None:
+        with contextlib.suppress(ValueError):
+            self._stacks.remove(stack)
+
+    def close(self) -> None:
+        """Close every open stack, then remove whatever still carries the run id."""
+        errors: list[BaseException] = []
+        try:
+            for stack in list(self._stacks):
+                try:
+                    stack.close()
+                except BackendError as exc:
+                    errors.append(exc)
+        finally:
+            try:
+                reap_docker(self.client, run_id=self.run_id)
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                self.run.close()
+                self.client.close()
+        if errors:
+            raise BackendError(f"run {self.run_id}: closing stacks failed: {errors}")
+
+    def __enter__(self) -> DockerBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "run_id": self.run_id, **self.config.settings()}
+
+
+# -- what ``deploy-chaos doctor`` says --------------------------------------------------------
+
+
+def doctor_lines(extra_images: Sequence[tuple[str, str]] = ()) -> tuple[list[str], bool]:
+    """Lines describing the engine and the images (found or missing, with what to run), and
+    whether the docker backend is ready. ``extra_images`` are (image, what) pairs, e.g. a
+    target's release images."""
+    config = DockerConfig.from_env()
+    lines: list[str] = []
+    try:
+        client = connect(timeout=3)
+    except DockerUnavailable as exc:
+        lines.append(f"docker engine    not reachable ({exc.detail[:160]})")
+        lines.append("                 the docker backend is unavailable; auto uses local")
+        lines.append("                 enable: start dockerd (docs/docker.md), then")
+        lines.append("                 bash docker/build-images.sh")
+        return lines, False
+    try:
+        version = client.version()
+        lines.append(
+            f"docker engine    {version.get('Version', '?')} (API {version.get('ApiVersion', '?')})"
+            f", {os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock'}"
+        )
+        wanted = [
+            (config.postgres_image, POSTGRES_IMAGE_ENV),
+            (config.proxy_image, PROXY_IMAGE_ENV),
+            *extra_images,
+        ]
+        found = image_status(client, [image for image, _ in wanted])
+    finally:
+        client.close()
+    for image, what in wanted:
+        state = "found" if found[image] else "MISSING"
+        lines.append(f"  image          {state:<8} {image}  ({what})")
+    ryuk = os.environ.get(RYUK_ENV, "")
+    lines.append(f"  {RYUK_ENV}={ryuk or '(unset: the backend sets true)'}")
+    missing = [image for image, _ in wanted if not found[image]]
+    if missing:
+        if Path("docker/local-images.env").exists():
+            lines.append("  docker/local-images.env exists; load it (it names the built images):")
+        else:
+            lines.append("  to build them:  bash docker/build-images.sh")
+        lines.append("  then:           set -a; . docker/local-images.env; set +a")
+    return lines, not missing
