@@ -1,0 +1,351 @@
+"""The pytest plugin end to end, through ``pytester``.
+
+Most tests replace the engine with the ``pytest_deploy_chaos_execute`` hook (outcomes built
+from a table), so they check collection, ids, options, judgement and reporting in seconds
+without starting anything; ``test_xdist_equals_serial_on_real_runs`` runs real stacks.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[2]
+LEDGER = ROOT / "examples" / "ledger" / "target.py"
+
+SCENARIO = f"""\
+scenario: ledger_currency
+target: {LEDGER}
+upgrade: {{from: v1, to: v2, fix: v2.1}}
+faults: [db_crash, "kill_app(1)"]
+points: [before:migrate:0003, during:migrate:0004]
+strategies: [rollback, roll_forward, halt]
+"""
+
+#: A stand-in for the engine: verdicts by strategy, and a file proving it ran.
+FAKE_ENGINE = """\
+from pathlib import Path
+
+from harness.report.outcome import RunOutcome
+
+VERDICTS = {verdicts!r}
+
+
+def pytest_deploy_chaos_execute(case, seed, session):
+    Path("engine-ran").write_text("yes")
+    statuses = VERDICTS.get(case.strategy.value, {{}})
+    return RunOutcome(
+        scenario=case.scenario.name, target="ledger", source="v1", dest="v2",
+        fault=case.fault.name, point=case.point.name, strategy=case.strategy.value,
+        seed=seed, backend="fake", run_id="fake", plan=(),
+        verdicts={{
+            name: {{"status": status, "evidence": {{"rows": [name, 42]}}}}
+            for name, status in statuses.items()
+        }},
+        recovered=True, duration_s=1.0,
+    )
+"""
+
+
+def _fake_engine(pytester: pytest.Pytester, verdicts: dict[str, dict[str, str]]) -> None:
+    pytester.makeconftest(FAKE_ENGINE.format(verdicts=verdicts))
+
+
+def _scenario(pytester: pytest.Pytester, text: str = SCENARIO, name: str = "ledger") -> Path:
+    directory = pytester.path / "scenarios"
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_collects_one_item_per_run_with_readable_ids(pytester: pytest.Pytester) -> None:
+    _scenario(pytester)
+    result = pytester.runpytest("--collect-only", "-q", "scenarios/")
+    result.stdout.fnmatch_lines(
+        [
+            "scenarios/ledger.yaml::ledger_currency[[]db_crash-before:migrate:0003-rollback[]]",
+            "scenarios/ledger.yaml::ledger_currency[[]kill_app(1)-during:migrate:0004-halt[]]",
+            "12 tests collected*",
+        ]
+    )
+    marked = pytester.runpytest("--collect-only", "-q", "-m", "deploy_chaos", "scenarios/")
+    marked.stdout.fnmatch_lines(["12 tests collected*"])
+    assert not (pytester.path / "engine-ran").exists()
+
+
+def test_chaos_fixtures_get_the_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_uses(chaos_session):
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest("--collect-only", "-q", "-m", "deploy_chaos")
+    result.stdout.fnmatch_lines(["*test_uses*", "1/2 tests collected (1 deselected)*"])
+
+
+def test_expect_and_strict_semantics(pytester: pytest.Pytester) -> None:
+    _fake_engine(
+        pytester,
+        {
+            "rollback": {"recovery": "valid", "readable_by_running_release": "invalid"},
+            "roll_forward": {"recovery": "valid", "conservation": "invalid"},
+            "halt": {"recovery": "valid", "availability": "unknown"},
+            "restore": {"recovery": "valid"},
+        },
+    )
+    _scenario(
+        pytester,
+        f"""\
+scenario: s
+target: {LEDGER}
+upgrade: {{from: v1, to: v2, fix: v2.1}}
+faults: [db_crash]
+points: [during:migrate:0004]
+strategies: [rollback, roll_forward, halt, restore]
+expect:
+  - strategy: rollback
+    violates: [readable_by_running_release]
+    reason: v2's 0003 down drops the currency columns
+  - strategy: halt
+    violates: [schema_matches_release]
+    reason: halt leaves 0004 half-applied
+  - strategy: restore
+    violates: [availability]
+    reason: restoring takes the database away for a moment
+    strict: false
+""",
+    )
+    result = pytester.runpytest("scenarios/", "-rxXf")
+    result.assert_outcomes(passed=1, failed=2, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*XFAIL*rollback*known hazard (readable_by_running_release)*v2's 0003 down drops*",
+        ]
+    )
+    out = result.stdout.str()
+    assert "undeclared violation of conservation" in out
+    assert '"rows"' in out, "the evidence is shown"
+    assert "42" in out
+    assert "declared hazard did not happen: schema_matches_release" in out
+    assert "replay: pytest" in out
+    assert "--chaos-seed=" in out
+    result.stdout.fnmatch_lines(
+        [
+            "*deploy-chaos scorecard*",
+            "*fault*point*rollback*roll_forward*halt*restore",
+            "*db_crash*during:migrate:0004*HAZARD*FAIL*FAIL*pass",
+            "4 runs: 1 pass, 1 known hazard, 2 unexpected failure",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--chaos-backend=kubernetes"], "--chaos-backend='kubernetes': expected one of auto"),
+        (["--chaos-seed=-1"], "--chaos-seed='-1': expected a non-negative integer"),
+        (["--chaos-seed=abc"], "--chaos-seed='abc'"),
+        (["--chaos-strategy=rewind"], "--chaos-strategy='rewind': expected one of rollback"),
+        (["--chaos-shard=3/2"], "--chaos-shard='3/2': expected K/N"),
+        (["--chaos-shard=1"], "--chaos-shard='1'"),
+        (["--chaos-fault= "], "--chaos-fault"),
+        (["--chaos-pg-image=UPPER CASE"], "--chaos-pg-image"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nchaos_backend = nomad\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--chaos-backend='nomad'*"])
+
+
+def _bad(body: str) -> str:
+    return SCENARIO.replace(body.split("|")[0], body.split("|")[1])
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        (
+            _bad("faults: [db_crash, |faults: [db_crashh, "),
+            4,
+            "unknown fault 'db_crashh'*choices:*db_crash*",
+        ),
+        (_bad("point|poynt"), 5, "unknown key 'poynts'*choices:*points"),
+        (
+            _bad("before:migrate:0003|before:migrate:0009"),
+            5,
+            "names no step*choices:*before:migrate:0003*",
+        ),
+        (
+            _bad("roll_forward|rollforward"),
+            6,
+            "unknown strategy 'rollforward'*choices: rollback, roll_forward*",
+        ),
+        (_bad("fix: v2.1|fix: v3"), 3, "no release 'v3'*choices: v1, v2*"),
+        (_bad("kill_app(1)|kill_app(one)"), 4, "kill_app(one): instance='one'*expected int*"),
+        (_bad("strategies: [|strategies: [[ "), 7, "not valid YAML*"),
+        (SCENARIO + "expect:\n  - violates: [conservation]\n", 8, "needs violates and reason*"),
+        (
+            SCENARIO + "expect:\n  - {violates: [nope], reason: r}\n",
+            8,
+            "'nope' is not a judged invariant*choices:*conservation*",
+        ),
+    ],
+)
+def test_malformed_scenarios_fail_collection_with_file_and_line(
+    pytester: pytest.Pytester, text: str, line: int, expected: str
+) -> None:
+    _fake_engine(pytester, {})
+    _scenario(pytester, text, name="bad")
+    result = pytester.runpytest("scenarios/")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines([f"*scenarios/bad.yaml:{line}: *{expected}*"])
+    assert not (pytester.path / "engine-ran").exists(), "nothing may start"
+
+
+def test_invalid_fault_point_combination_names_the_run(pytester: pytest.Pytester) -> None:
+    _fake_engine(pytester, {})
+    text = _bad("faults: [db_crash, |faults: [db_crash, bad_release(v2-unhealthy), ")
+    _scenario(pytester, text.replace("during:migrate:0004", "before:contract:0005"))
+    result = pytester.runpytest("scenarios/")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "*ledger.yaml:4: run ledger_currency[[]bad_release(v2-unhealthy)-before:contract:0005-"
+            "rollback[]]: *no rollout follows*add an exclude entry*"
+        ]
+    )
+    assert not (pytester.path / "engine-ran").exists()
+    excluded = text.replace("during:migrate:0004", "before:contract:0005") + (
+        "exclude:\n  - {fault: bad_release*, point: before:contract:*}\n"
+    )
+    _scenario(pytester, excluded)
+    result = pytester.runpytest("--collect-only", "-q", "scenarios/")
+    result.stdout.fnmatch_lines(["15 tests collected*"])
+
+
+def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
+    result = pytester.runpytest("--collect-only", "-q", "scenarios/", *args)
+    return [line for line in result.stdout.lines if "::" in line]
+
+
+def test_shards_cover_every_run_exactly_once(pytester: pytest.Pytester) -> None:
+    _scenario(pytester)
+    _scenario(pytester, SCENARIO.replace("ledger_currency", "second"), name="second")
+    everything = _collected(pytester)
+    assert len(everything) == 24
+    shards = [_collected(pytester, f"--chaos-shard={k}/5") for k in range(1, 6)]
+    flat = [nodeid for s in shards for nodeid in s]
+    assert sorted(flat) == sorted(everything)
+    assert len(flat) == len(set(flat))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_fault_and_strategy_filters(pytester: pytest.Pytester) -> None:
+    _scenario(pytester)
+    kept = _collected(pytester, "--chaos-fault=kill_*", "--chaos-strategy=halt")
+    assert kept == [
+        "scenarios/ledger.yaml::ledger_currency[kill_app(1)-before:migrate:0003-halt]",
+        "scenarios/ledger.yaml::ledger_currency[kill_app(1)-during:migrate:0004-halt]",
+    ]
+
+
+def _verdicts(report_dir: Path) -> dict[str, tuple[str, dict[str, str]]]:
+    document = json.loads((report_dir / "results.json").read_text())
+    assert document["schema_version"] == 1
+    return {
+        run["key"]: (
+            run["judgement"]["cell"],
+            {name: v["status"] for name, v in run["verdicts"].items()},
+        )
+        for run in document["runs"]
+    }
+
+
+def test_results_json_and_junit_properties(pytester: pytest.Pytester) -> None:
+    _fake_engine(pytester, {"halt": {"recovery": "valid", "conservation": "invalid"}})
+    _scenario(pytester)
+    result = pytester.runpytest(
+        "scenarios/", "--chaos-report=out", "--junitxml=junit.xml", "--chaos-seed=11"
+    )
+    result.assert_outcomes(passed=8, failed=4)
+    verdicts = _verdicts(pytester.path / "out")
+    assert len(verdicts) == 12
+    key = "ledger_currency[db_crash-before:migrate:0003-halt]"
+    assert verdicts[key] == ("unexpected failure", {"recovery": "valid", "conservation": "invalid"})
+    assert not list((pytester.path / "out").glob("partial-*")), "partials are merged away"
+    tree = ET.parse(pytester.path / "junit.xml")
+    case = next(c for c in tree.iter("testcase") if c.get("name") == key)
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["chaos.fault"] == "db_crash"
+    assert props["chaos.point"] == "before:migrate:0003"
+    assert props["chaos.strategy"] == "halt"
+    assert props["chaos.seed"].isdigit()
+    assert props["chaos.verdicts"] == "conservation=invalid,recovery=valid"
+    assert "--chaos-seed=11" in props["chaos.replay"]
+
+
+def test_xdist_equals_serial_in_verdicts(pytester: pytest.Pytester) -> None:
+    _fake_engine(
+        pytester,
+        {
+            "rollback": {"recovery": "valid", "readable_by_running_release": "invalid"},
+            "halt": {"recovery": "invalid"},
+        },
+    )
+    _scenario(pytester)
+    serial = pytester.runpytest_subprocess("scenarios/", "--chaos-report=serial", "--chaos-seed=5")
+    parallel = pytester.runpytest_subprocess(
+        "scenarios/", "--chaos-report=parallel", "--chaos-seed=5", "-n", "2"
+    )
+    assert serial.ret == parallel.ret == pytest.ExitCode.TESTS_FAILED
+    assert _verdicts(pytester.path / "serial") == _verdicts(pytester.path / "parallel")
+    assert _scorecard(serial.stdout.lines) == _scorecard(parallel.stdout.lines)
+
+
+def _scorecard(lines: list[str]) -> list[str]:
+    start = next(i for i, line in enumerate(lines) if "deploy-chaos scorecard" in line)
+    end = next(i for i, line in enumerate(lines) if " runs: " in line and i > start)
+    return lines[start : end + 1]
+
+
+@pytest.mark.slow
+def test_xdist_equals_serial_on_real_runs(pytester: pytest.Pytester) -> None:
+    """Real stacks: one backend session per worker; the merged verdicts equal a serial run."""
+    _scenario(
+        pytester,
+        f"""\
+scenario: real
+target: {LEDGER}
+upgrade: {{from: v1, to: v2, fix: v2.1}}
+seed: 3
+health_grace: 1s
+faults: [migration_fails_at(3)]
+points: [before:migrate:0003]
+strategies: [rollback, halt]
+""",
+    )
+    serial = pytester.runpytest_subprocess("scenarios/", "--chaos-report=serial")
+    parallel = pytester.runpytest_subprocess("scenarios/", "--chaos-report=parallel", "-n", "2")
+    assert serial.ret == parallel.ret, serial.stdout.str() + parallel.stdout.str()
+    assert len(_verdicts(pytester.path / "serial")) == 2
+    assert _verdicts(pytester.path / "serial") == _verdicts(pytester.path / "parallel")
