@@ -1,0 +1,394 @@
+"""The built-in checkers on synthetic histories and a real database (property-based).
+
+Each property builds a history and a database that agree, checks that the verdict is
+``valid``, then injects known losses, phantoms, duplicates, orphans or imbalances and
+asserts that the checker reports exactly those and nothing else. ``info`` operations are
+present or absent at random: never counted as lost, never as proof of presence.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.invariants import (
+    CallableInvariant,
+    CheckContext,
+    Conservation,
+    DurableAcknowledgedWrites,
+    Flow,
+    IdempotentWrite,
+    NoDuplicateEffects,
+    ReferentialIntegrity,
+    Relation,
+    SqlInvariant,
+    Status,
+    Verdict,
+    Write,
+    check_all,
+    open_check_context,
+)
+from harness.workload.history import ErrorKind, History, Op, OpType, Scalar
+
+SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+_ERRORS = {
+    OpType.OK: None,
+    OpType.FAIL: ErrorKind.UNAVAILABLE,
+    OpType.INFO: ErrorKind.INDETERMINATE,
+}
+
+
+@dataclass
+class Builder:
+    """Appends invoke/completion pairs to a synthetic history."""
+
+    ops: list[Op]
+    clock: Iterator[int]
+
+    @classmethod
+    def new(cls) -> Builder:
+        return cls([], itertools.count())
+
+    def op(self, f: str, kind: OpType, value: dict[str, Scalar], process: int = 0) -> None:
+        index = len(self.ops)
+        self.ops.append(Op(index, process, OpType.INVOKE, f, value, float(next(self.clock))))
+        self.ops.append(
+            Op(index + 1, process, kind, f, {}, float(next(self.clock)), None, _ERRORS[kind])
+        )
+
+    def history(self) -> History:
+        return History.of(self.ops)
+
+
+@pytest.fixture
+def conn(pg_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE items (key text);"
+            "CREATE TABLE parents (id bigint PRIMARY KEY);"
+            "CREATE TABLE children (id bigserial PRIMARY KEY, parent_id bigint);"
+            "CREATE TABLE holdings (grp text, amount bigint)"
+        )
+        yield connection
+
+
+def _reset(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    conn.execute("TRUNCATE items, parents, children, holdings")
+
+
+def _check(url: str, invariant: object, history: History, **kw: object) -> Verdict:
+    with open_check_context(url, history, **kw) as ctx:  # type: ignore[arg-type]
+        return check_all([invariant], ctx)[invariant.name]  # type: ignore[attr-defined, list-item]
+
+
+# -- durable_acknowledged_writes -------------------------------------------------------------
+
+# Per key: the statuses of its operations (a replay is a second operation with the same key).
+_key_ops = st.lists(st.sampled_from([OpType.OK, OpType.FAIL, OpType.INFO]), min_size=1, max_size=3)
+
+
+@SETTINGS
+@given(
+    keys=st.lists(_key_ops, min_size=1, max_size=40),
+    info_present=st.lists(st.booleans(), min_size=40, max_size=40),
+    data=st.data(),
+)
+def test_durable_reports_exactly_the_injected_losses_and_phantoms(
+    pg_url: str,
+    conn: psycopg.Connection[tuple[object, ...]],
+    keys: list[list[OpType]],
+    info_present: list[bool],
+    data: st.DataObject,
+) -> None:
+    _reset(conn)
+    builder = Builder.new()
+    acknowledged, failed, unknown = [], [], []
+    for number, statuses in enumerate(keys):
+        key = f"k{number}"
+        for status in statuses:
+            builder.op("put", status, {"key": key})
+        if OpType.OK in statuses:
+            acknowledged.append(key)
+        elif OpType.INFO in statuses:
+            unknown.append(key)
+        else:
+            failed.append(key)
+    present = set(acknowledged) | {k for k, p in zip(unknown, info_present, strict=False) if p}
+    lost = set(
+        data.draw(st.sets(st.sampled_from(acknowledged)) if acknowledged else st.just(set()))
+    )
+    phantoms = set(data.draw(st.sets(st.sampled_from(failed)) if failed else st.just(set())))
+    invariant = DurableAcknowledgedWrites((Write("put", "items", "key", "key"),))
+
+    rows = sorted(present)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO items VALUES (%s)", [(k,) for k in rows])
+    clean = _check(pg_url, invariant, builder.history())
+    assert clean.status is (Status.VALID if acknowledged else Status.UNKNOWN)
+    assert clean.evidence["lost"] == 0
+    assert clean.evidence["failed_but_present"] == 0
+
+    with conn.cursor() as cur:
+        cur.executemany("DELETE FROM items WHERE key = %s", [(k,) for k in lost])
+        cur.executemany("INSERT INTO items VALUES (%s)", [(k,) for k in phantoms])
+    verdict = _check(pg_url, invariant, builder.history())
+    [group] = verdict.evidence["writes"]  # type: ignore[misc]
+    assert verdict.evidence["lost"] == len(lost)
+    assert verdict.evidence["failed_but_present"] == len(phantoms)
+    assert set(group["lost_examples"]) <= lost  # type: ignore[index]
+    assert len(group["lost_examples"]) == min(5, len(lost))  # type: ignore[index]
+    assert set(group["failed_present_examples"]) <= phantoms  # type: ignore[index]
+    assert group["acknowledged"] == len(acknowledged)  # type: ignore[index]
+    assert group["unknown"] == len(unknown)  # type: ignore[index]
+    if lost or phantoms:
+        assert verdict.status is Status.INVALID
+    else:
+        assert verdict.status is clean.status
+
+
+def test_durable_after_the_table_was_dropped_counts_every_acknowledged_write_lost(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    builder = Builder.new()
+    for number in range(3):
+        builder.op("put", OpType.OK, {"key": f"k{number}"})
+    builder.op("put", OpType.INFO, {"key": "maybe"})
+    conn.execute("DROP TABLE items")
+    verdict = _check(
+        pg_url,
+        DurableAcknowledgedWrites((Write("put", "items", "key", "key"),)),
+        builder.history(),
+    )
+    assert verdict.status is Status.INVALID
+    assert verdict.evidence["lost"] == 3
+    [group] = verdict.evidence["writes"]  # type: ignore[misc]
+    assert "UndefinedTable" in group["error"]  # type: ignore[index]
+
+
+# -- no_duplicate_effects --------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    n=st.integers(1, 30),
+    data=st.data(),
+)
+def test_duplicates_reports_exactly_the_injected_ones(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]], n: int, data: st.DataObject
+) -> None:
+    _reset(conn)
+    builder = Builder.new()
+    keys = [f"k{i}" for i in range(n)]
+    for key in keys:
+        # A replay answered "not applied now" is fine; so is an earlier unknown attempt.
+        builder.op("put", OpType.INFO, {"key": key})
+        builder.op("put", OpType.OK, {"key": key, "created": True})
+        builder.op("put", OpType.OK, {"key": key, "created": False})
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO items VALUES (%s)", [(k,) for k in keys])
+    invariant = NoDuplicateEffects(
+        (IdempotentWrite(("put",), "key", "items", "key", applied_field="created"),)
+    )
+    assert _check(pg_url, invariant, builder.history()).status is Status.VALID
+
+    doubled_rows = data.draw(st.sets(st.sampled_from(keys)))
+    applied_twice = data.draw(st.sets(st.sampled_from(keys)))
+    never_kept = data.draw(st.sets(st.sampled_from(keys)))
+    for key in applied_twice:
+        builder.op("put", OpType.OK, {"key": key, "created": True})
+    # Acknowledged as applied twice but never kept: a durability problem, not a duplicate.
+    for key in never_kept:
+        builder.op("put", OpType.OK, {"key": f"gone-{key}", "created": True})
+        builder.op("put", OpType.OK, {"key": f"gone-{key}", "created": True})
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO items VALUES (%s)", [(k,) for k in doubled_rows])
+    verdict = _check(pg_url, invariant, builder.history())
+    [entry] = verdict.evidence["writes"]  # type: ignore[misc]
+    assert entry["duplicated_keys"] == len(doubled_rows)  # type: ignore[index]
+    assert {e["key"] for e in entry["duplicated_examples"]} <= doubled_rows  # type: ignore[index]
+    assert entry["applied_more_than_once"] == len(applied_twice)  # type: ignore[index]
+    assert {e["key"] for e in entry["applied_examples"]} <= applied_twice  # type: ignore[index]
+    expected = Status.INVALID if doubled_rows or applied_twice else Status.VALID
+    assert verdict.status is expected
+
+
+# -- referential_integrity -------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    parents=st.integers(1, 50),
+    children=st.lists(st.integers(0, 49), max_size=80),
+    orphans=st.sets(st.integers(1000, 1100), max_size=10),
+    nulls=st.integers(0, 3),
+)
+def test_orphans_are_reported_exactly(
+    pg_url: str,
+    conn: psycopg.Connection[tuple[object, ...]],
+    parents: int,
+    children: list[int],
+    orphans: set[int],
+    nulls: int,
+) -> None:
+    _reset(conn)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO parents VALUES (%s)", [(i,) for i in range(parents)])
+        valid_children = [c % parents for c in children]
+        cur.executemany(
+            "INSERT INTO children (parent_id) VALUES (%s)",
+            [(c,) for c in valid_children] + [(None,)] * nulls,
+        )
+    invariant = ReferentialIntegrity((Relation("children", "parent_id", "parents", "id"),))
+    assert _check(pg_url, invariant, History.of(())).status is Status.VALID
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO children (parent_id) VALUES (%s)", [(o,) for o in orphans])
+    verdict = _check(pg_url, invariant, History.of(()))
+    assert verdict.evidence["orphans"] == len(orphans)
+    [relation] = verdict.evidence["relations"]  # type: ignore[misc]
+    assert relation["examples"] == [str(o) for o in sorted(orphans)][:5]  # type: ignore[index]
+    assert verdict.status is (Status.INVALID if orphans else Status.VALID)
+
+
+# -- conservation ----------------------------------------------------------------------------
+
+_GROUPS = ("EUR", "GBP", "USD")
+
+
+@SETTINGS
+@given(
+    baseline=st.fixed_dictionaries({g: st.integers(0, 10_000) for g in _GROUPS}),
+    deposits=st.lists(
+        st.tuples(
+            st.sampled_from(_GROUPS),
+            st.integers(1, 1000),
+            st.sampled_from([OpType.OK, OpType.FAIL, OpType.INFO]),
+            st.booleans(),  # an info deposit took effect?
+            st.booleans(),  # replayed (the same key acknowledged twice)?
+        ),
+        max_size=40,
+    ),
+    imbalance=st.fixed_dictionaries({g: st.sampled_from([0, 0, -1, 1, -7]) for g in _GROUPS}),
+)
+def test_conservation_reports_exactly_the_imbalanced_groups(
+    pg_url: str,
+    conn: psycopg.Connection[tuple[object, ...]],
+    baseline: dict[str, int],
+    deposits: list[tuple[str, int, OpType, bool, bool]],
+    imbalance: dict[str, int],
+) -> None:
+    _reset(conn)
+    builder = Builder.new()
+    held = dict(baseline)
+    low = dict(baseline)  # baseline + acknowledged deposits (each key once)
+    unknown = dict.fromkeys(_GROUPS, 0)
+    for number, (group, amount, status, took_effect, replayed) in enumerate(deposits):
+        value: dict[str, Scalar] = {"key": f"d{number}", "amount": amount, "grp": group}
+        builder.op("deposit", status, value)
+        if replayed and status is OpType.OK:
+            builder.op("deposit", OpType.OK, value)
+        if status is OpType.OK:
+            low[group] += amount
+        if status is OpType.OK or (status is OpType.INFO and took_effect):
+            held[group] += amount
+        if status is OpType.INFO:
+            unknown[group] += amount
+    invariant = Conservation(
+        "SELECT grp, sum(amount) FROM holdings GROUP BY grp",
+        (Flow("deposit", "amount", "grp", "key"),),
+    )
+    baselines = {invariant.name: dict(baseline)}
+
+    def store(amounts: dict[str, int]) -> None:
+        conn.execute("TRUNCATE holdings")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO holdings VALUES (%s, %s)", list(amounts.items()))
+
+    store(held)
+    clean = _check(pg_url, invariant, builder.history(), baselines=baselines)
+    assert clean.status is Status.VALID, clean.evidence
+    # An imbalance beyond what the unknown deposits could explain: below the acknowledged
+    # total, or above it plus every unknown deposit.
+    now = {
+        g: low[g] + d if d < 0 else low[g] + unknown[g] + d if d > 0 else held[g]
+        for g, d in imbalance.items()
+    }
+    store(now)
+    verdict = _check(pg_url, invariant, builder.history(), baselines=baselines)
+    assert sorted(verdict.evidence["violations"]) == sorted(  # type: ignore[arg-type]
+        g for g in _GROUPS if imbalance[g]
+    )
+    for entry in verdict.evidence["groups"]:  # type: ignore[union-attr]
+        group = entry["group"]  # type: ignore[index]
+        assert entry["held"] == now[group]  # type: ignore[index]
+        assert entry["expected_min"] == low[group]  # type: ignore[index]
+        assert entry["expected_max"] == low[group] + unknown[group]  # type: ignore[index]
+        assert entry["difference"] == imbalance[group]  # type: ignore[index]
+    assert verdict.status is (Status.INVALID if any(imbalance.values()) else Status.VALID)
+
+
+def test_conservation_without_baseline_or_with_a_broken_query_is_unknown(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    builder = Builder.new()
+    builder.op("deposit", OpType.OK, {"key": "a", "amount": 5})
+    invariant = Conservation(
+        "SELECT grp, sum(nope) FROM holdings GROUP BY grp", (Flow("deposit", "amount"),)
+    )
+    assert _check(pg_url, invariant, builder.history()).status is Status.UNKNOWN
+    verdict = _check(pg_url, invariant, builder.history(), baselines={invariant.name: {"all": 0}})
+    assert verdict.status is Status.UNKNOWN
+    assert "UndefinedColumn" in str(verdict.evidence["error"])
+
+
+# -- custom ----------------------------------------------------------------------------------
+
+
+def test_sql_and_callable_invariants(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    conn.execute("INSERT INTO items VALUES ('a'), ('b'), ('b')")
+    dupes = SqlInvariant(
+        "no_dupes", "SELECT key, count(*) FROM items GROUP BY key HAVING count(*) > 1;"
+    )
+    verdict = _check(pg_url, dupes, History.of(()))
+    assert verdict.status is Status.INVALID
+    assert verdict.evidence["violations"] == 1
+    assert verdict.evidence["examples"] == [{"key": "b", "count": 2}]
+    broken = SqlInvariant("broken", "SELECT * FROM nowhere")
+    assert _check(pg_url, broken, History.of(())).status is Status.UNKNOWN
+
+    def count_items(ctx: CheckContext) -> Verdict:
+        (n,) = ctx.query("SELECT count(*) FROM items")[0]
+        return Verdict.valid(items=int(n))  # type: ignore[call-overload]
+
+    verdict = _check(pg_url, CallableInvariant("count", count_items), History.of(()))
+    assert verdict.to_json() == {"status": "valid", "evidence": {"items": 3}}
+
+
+def test_history_is_loaded_once_and_shared(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    builder = Builder.new()
+    for i in range(100):
+        builder.op("put", OpType.OK, {"key": f"k{i}", "note": "tab\tand\\backslash and é"})
+    invariants: Sequence[object] = [
+        DurableAcknowledgedWrites((Write("put", "items", "key", "key"),)),
+        NoDuplicateEffects((IdempotentWrite(("put",), "key", "items", "key"),)),
+    ]
+    with open_check_context(pg_url, builder.history()) as ctx:
+        verdicts = check_all(invariants, ctx)  # type: ignore[arg-type]
+        rows = ctx.query("SELECT count(*), min(value->>'note') FROM chaos_history")
+    assert rows == [(100, "tab\tand\\backslash and é")]
+    assert verdicts["durable_acknowledged_writes"].evidence["lost"] == 100
+    assert verdicts["no_duplicate_effects"].status is Status.VALID
