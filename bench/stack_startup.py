@@ -83,7 +83,7 @@ def _docker_db(backend: DockerBackend, target: Target, i: int) -> float:
 
 def _testcontainers_pg(image: str) -> float:
     """The peer baseline: a plain testcontainers PostgresContainer start (its own wait)."""
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     container = PostgresContainer(image, username="chaos", password="bench", dbname="ledger")
     started = time.perf_counter()
