@@ -248,3 +248,17 @@ def test_missing_image_says_how_to_build_it(
         docker_backend.start_stack(ledger_target, ghost, instances=1, name="ghost-stack")
     assert "docker/build-images.sh" in str(info.value)
     assert _labelled(docker_backend, "ghost-stack") == ([], [])
+
+
+def test_interrupt_half_way_through_start_removes_everything(
+    docker_backend: DockerBackend, ledger_target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DockerStack, "migrate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        docker_backend.start_stack(
+            ledger_target, ledger_target.release("v1"), instances=1, name="ctrl-c"
+        )
+    assert _labelled(docker_backend, "ctrl-c") == ([], [])
