@@ -221,6 +221,33 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.report.html import write_report
+
+    write_report([Path(p) for p in args.inputs], Path(args.output), progress=_say)
+    return 0
+
+
+def _cmd_gameday(args: argparse.Namespace) -> int:
+    from harness.gameday import GameDayOptions, run_gameday
+
+    return run_gameday(
+        GameDayOptions(
+            scenario=args.scenario,
+            backend=args.backend,
+            fault=args.fault,
+            point=args.point,
+            strategy=args.strategy,
+            auto=args.auto,
+            seed=args.seed,
+            report=args.report,
+            pg_bindir=args.pg_bindir,
+        )
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deploy-chaos",
@@ -302,6 +329,27 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("inputs", nargs="+", metavar="RESULTS_JSON")
     merge.add_argument("--out", required=True, metavar="DIR")
     merge.set_defaults(func=_cmd_merge)
+
+    report = sub.add_parser(
+        "report", help="one self-contained report.html from results.json files (CI shards)"
+    )
+    report.add_argument("inputs", nargs="+", metavar="RESULTS_JSON")
+    report.add_argument("-o", "--output", default="report.html", metavar="FILE")
+    report.set_defaults(func=_cmd_report)
+
+    gameday = sub.add_parser(
+        "gameday", help="rehearse one failed deploy live, step by step, as a team"
+    )
+    gameday.add_argument("scenario", help="a scenario YAML file")
+    gameday.add_argument("--backend", default="auto", help="auto, local or docker")
+    gameday.add_argument("--fault", default=None, help="the fault (name or glob)")
+    gameday.add_argument("--point", default=None, help="the fault point, e.g. during:migrate:0004")
+    gameday.add_argument("--strategy", default=None, help="rollback, roll_forward, halt, restore")
+    gameday.add_argument("--auto", action="store_true", help="inject without waiting")
+    gameday.add_argument("--seed", type=int, default=None)
+    gameday.add_argument("--report", default="chaos-report", metavar="DIR")
+    gameday.add_argument("--pg-bindir", default=None)
+    gameday.set_defaults(func=_cmd_gameday)
     return parser
 
 

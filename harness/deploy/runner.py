@@ -20,8 +20,9 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,6 +77,29 @@ class ErrorBudget(Protocol):
 
     def breach(self) -> str | None:
         """A description when the error budget is exceeded right now, else None."""
+
+
+class RunController(Protocol):
+    """Someone watching and steering the run as it goes (the game day).
+
+    ``attach`` is called once the stack is up and the workload runs; ``before_step`` before
+    each plan step; ``at_fault_point`` right before the fault is injected (it may block until
+    a facilitator says go); ``choose_strategy`` after detection (it may ask the team).
+    """
+
+    def attach(
+        self,
+        stack: Stack,
+        timeline: Timeline,
+        plan: Sequence[str],
+        rates: Callable[[], tuple[float, float] | None] | None,
+    ) -> None: ...
+
+    def before_step(self, step: Step) -> None: ...
+
+    def at_fault_point(self, point: FaultPoint, fault: str) -> None: ...
+
+    def choose_strategy(self, detection: str, default: StrategyName) -> StrategyName: ...
 
 
 class Workload(Protocol):
@@ -327,6 +351,7 @@ def run_chaos(
     progress: Progress | None = None,
     after_run: Callable[[Stack, RunOutcome], None] | None = None,
     history_path: Path | None = None,
+    controller: RunController | None = None,
 ) -> RunOutcome:
     """Run one chaos deploy and return its outcome (never raises for what the fault caused).
 
@@ -399,7 +424,17 @@ def run_chaos(
             errors.extend(RunError("baseline", n, "BaselineFailed", m) for n, m in problems)
             if workload is not None:
                 workload.start(stack, timeline)
-            detection = _walk_plan(stack, plan, spec, ctx, faults, timeline, workload, say)
+            if controller is not None:
+                live = workload.history if isinstance(workload, ClientWorkload) else None
+                controller.attach(
+                    stack,
+                    timeline,
+                    plan.step_names,
+                    partial(live_rates, live) if live is not None else None,
+                )
+            detection = _walk_plan(
+                stack, plan, spec, ctx, faults, timeline, workload, say, controller
+            )
             if detection is None and not faults.active and not spec.point.in_recovery:
                 errors.append(
                     RunError(
@@ -407,14 +442,20 @@ def run_chaos(
                     )
                 )
             faults.heal_all("recovery starts" if detection else "plan finished")
+            strategy = spec.strategy
+            if detection is not None and controller is not None:
+                strategy = controller.choose_strategy(detection.describe(), spec.strategy)
+                if strategy is not spec.strategy:
+                    outcome.strategy = strategy.value
+                    timeline.add(EventKind.NOTE, "strategy", f"chosen live: {strategy.value}")
             if detection is not None:
                 outcome.detected = detection.describe()
                 say(
                     f"{outcome.run_key}: detected {detection.describe()}; "
-                    f"recovering by {spec.strategy.value}"
+                    f"recovering by {strategy.value}"
                 )
                 recovery = Verdict.unknown(
-                    needed=True, strategy=spec.strategy.value, reason="recovery did not finish"
+                    needed=True, strategy=strategy.value, reason="recovery did not finish"
                 )
                 recovery_trigger = None
                 if spec.point.in_recovery:
@@ -424,7 +465,7 @@ def run_chaos(
                     recovery_trigger.start()
                 try:
                     result = recover(
-                        spec.strategy,
+                        strategy,
                         stack=stack,
                         plan=plan,
                         timeline=timeline,
@@ -440,7 +481,7 @@ def run_chaos(
                     errors.append(
                         RunError("recovery", failed.name, "RecoveryStepFailed", failed.error)
                     )
-                recovery = recovery_verdict(spec.strategy.value, result.steps)
+                recovery = recovery_verdict(strategy.value, result.steps)
         finally:
             faults.heal_all("run ends")
             if workload is not None:
@@ -449,6 +490,8 @@ def run_chaos(
             outcome.end_state = read_end_state(stack)
             errors.extend(_leftovers(stack))
             history = workload.history if isinstance(workload, ClientWorkload) else None
+            if history is not None:
+                outcome.history_stats["series"] = throughput_series(history)
             if history is not None and history_path is not None:
                 history.write_jsonl(history_path)
                 outcome.history_stats["history_file"] = str(history_path)
@@ -487,10 +530,15 @@ def _walk_plan(
     timeline: Timeline,
     workload: Workload | None,
     say: Progress,
+    controller: RunController | None = None,
 ) -> Detection | None:
     point = spec.point
     for step in plan.steps:
         ctx.step = step
+        if controller is not None:
+            controller.before_step(step)
+            if point.step == step.name and point.when is not When.AFTER:
+                controller.at_fault_point(point, spec.fault.name)
         if point.when is When.BEFORE and point.step == step.name:
             faults.inject(point.name)
         trigger = None
@@ -513,6 +561,8 @@ def _walk_plan(
             return _detected(timeline, DetectionKind.STEP_ERROR, step.name, failure)
         timeline.add(EventKind.STEP_END, step.name)
         if point.when is When.AFTER and point.step == step.name:
+            if controller is not None:
+                controller.at_fault_point(point, spec.fault.name)
             faults.inject(point.name)
         unhealthy = _unhealthy(stack, spec.health_grace)
         if unhealthy is not None:
@@ -551,3 +601,35 @@ def _leftovers(stack: Stack) -> list[RunError]:
             left = [f"cannot read the proxy: {exc}"]
         errors.extend(RunError("teardown", stack.db_proxy.name, "Leftover", x) for x in left)
     return errors
+
+
+def live_rates(history: Any, window: float = 5.0) -> tuple[float, float] | None:
+    """Completed operations per second and the error rate over the last ``window`` seconds."""
+    now = history.now()
+    recent = [op for op in history.ops if op.type.value != "invoke" and op.time >= now - window]
+    if not recent:
+        return None
+    errors = sum(
+        1
+        for op in recent
+        if op.type.value == "info"
+        or (op.type.value == "fail" and getattr(op.error_kind, "value", "") != "rejected")
+    )
+    return len(recent) / window, errors / len(recent)
+
+
+def throughput_series(history: Any, bucket: float = 0.5) -> list[list[float]]:
+    """``[t, ok, fail, info]`` per ``bucket`` seconds of the run, in operations per second."""
+    counts: dict[int, list[int]] = {}
+    for op in history.ops:
+        kind = op.type.value
+        if kind == "invoke":
+            continue
+        slot = counts.setdefault(int(op.time // bucket), [0, 0, 0])
+        slot[("ok", "fail", "info").index(kind)] += 1
+    if not counts:
+        return []
+    return [
+        [round(i * bucket, 3), *(n / bucket for n in counts.get(i, [0, 0, 0]))]
+        for i in range(min(counts), max(counts) + 1)
+    ]
