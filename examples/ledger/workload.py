@@ -50,10 +50,12 @@ from harness.workload import (
     default_completion,
 )
 
-__all__ = ["CURRENCIES", "LedgerModel", "invariants", "workload"]
+__all__ = ["CURRENCIES", "MIX", "LedgerModel", "invariants", "workload"]
 
 #: Currencies the model opens accounts in, with their weights.
 CURRENCIES: Mapping[str, float] = {"USD": 0.5, "EUR": 0.3, "GBP": 0.2}
+#: The operations and their weights.
+MIX: Mapping[str, float] = {"open_account": 2, "deposit": 4, "transfer": 4, "read": 2, "replay": 1}
 #: What v1 means by an amount: there is no currency column, everything is USD.
 IMPLICIT_CURRENCY = "USD"
 #: Acknowledged writes kept for replays.
@@ -61,9 +63,18 @@ _REPLAY_POOL = 500
 
 
 class LedgerModel:
-    """The ledger's clients (one per run, shared by the client threads)."""
+    """The ledger's clients (one per run, shared by the client threads).
 
-    def __init__(self) -> None:
+    ``currencies`` weighs the currencies accounts are opened in; ``mix`` the operations.
+    """
+
+    def __init__(
+        self,
+        currencies: Mapping[str, float] = CURRENCIES,
+        mix: Mapping[str, float] | None = None,
+    ) -> None:
+        self._currencies = dict(currencies)
+        self._weights = dict(mix or MIX)
         self._lock = threading.Lock()
         self._accounts: list[tuple[int, str]] = []
         self._by_currency: dict[str, list[int]] = {}
@@ -71,7 +82,7 @@ class LedgerModel:
         self._retries: dict[int, list[Call]] = {}
 
     def mix(self) -> Mapping[str, float]:
-        return {"open_account": 2, "deposit": 4, "transfer": 4, "read": 2, "replay": 1}
+        return self._weights
 
     def call(self, f: str, draw: Draw) -> Call | None:
         with self._lock:
@@ -80,7 +91,8 @@ class LedgerModel:
                 return queued.pop(0)
         rng = draw.rng
         if f == "open_account":
-            currency = rng.choices(list(CURRENCIES), weights=list(CURRENCIES.values()))[0]
+            currencies = self._currencies
+            currency = rng.choices(list(currencies), weights=list(currencies.values()))[0]
             owner = draw.fake.name()
             return Call(
                 f,
