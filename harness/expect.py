@@ -25,7 +25,9 @@ from harness.scenario import RECOVERY_VERDICT, Expectation, RunCase
 __all__ = ["Cell", "Judgement", "VerdictStatus", "judge", "verdicts_of"]
 
 #: RunError phases that mean the harness itself misbehaved, not the system under test.
-_HARNESS_PHASES = frozenset({"inject", "heal", "teardown", "plan", "harness"})
+_HARNESS_PHASES = frozenset(
+    {"inject", "heal", "teardown", "plan", "harness", "baseline", "workload"}
+)
 
 
 class VerdictStatus(enum.Enum):

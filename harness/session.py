@@ -247,7 +247,12 @@ class ChaosSession:
             from harness.backends import open_backend
 
             log.info("deploy-chaos: opening the %s backend", self.options.backend.value)
-            backend = open_backend(self.options.backend, pg_bindir=self.options.pg_bindir)
+            backend = open_backend(
+                self.options.backend,
+                pg_bindir=self.options.pg_bindir,
+                pg_image=self.options.pg_image,
+                proxy_image=self.options.proxy_image,
+            )
             self._backend = self._stack.enter_context(backend)
         return self._backend
 
@@ -277,8 +282,16 @@ class ChaosSession:
             if self.options.keep and judge(case, outcome).cell is Cell.UNEXPECTED:
                 kept.append(self._keep(case, stack))
 
+        history = None
+        if self.options.report_dir is not None:
+            history = self.options.report_dir / "histories" / f"{_slug(case.key)}.jsonl"
+            history.parent.mkdir(parents=True, exist_ok=True)
         return run_chaos(
-            self.backend(), case.run_spec(seed), progress=log.info, after_run=after_run
+            self.backend(),
+            case.run_spec(seed),
+            progress=log.info,
+            after_run=after_run,
+            history_path=history,
         )
 
     def _keep(self, case: RunCase, stack: Stack) -> str:
