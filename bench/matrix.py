@@ -1,0 +1,107 @@
+"""The reference suite's wall time, serial and with ``-n 2``, and the per-run overhead.
+
+    .venv/bin/python bench/matrix.py [PATHS...] [--workers 2] [--fault GLOB] [--strategy S]
+
+Runs ``deploy-chaos run`` twice on the same scenarios (local backend, same seed): once
+serially, once with pytest-xdist. For each it prints the wall time and, from results.json,
+per run: wall time inside the engine (``duration_s``), time spent inside deliberate fault
+durations (``fault_seconds``), their difference (the overhead: stack start, seeding, backup,
+the deployment steps and recovery themselves, invariants, teardown), and what the plugin
+adds around the engine (item wall time minus ``duration_s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.report.terminal import entries_from_results, render_scorecard  # noqa: E402
+
+CLI = [sys.executable, "-m", "harness.cli"]
+
+
+def _run(paths: list[str], report: Path, workers: int, extra: list[str]) -> tuple[float, int]:
+    argv = [*CLI, "run", *paths, "--backend", "local", "--report", str(report), "--seed", "7"]
+    if workers > 1:
+        argv += ["-n", str(workers)]
+    argv += extra
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - started
+    if done.returncode not in (0, 1):
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+        raise SystemExit(f"deploy-chaos run exited {done.returncode}")
+    return wall, done.returncode
+
+
+def _stats(values: list[float]) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return (
+        f"mean {statistics.mean(values):5.2f}s  median {statistics.median(values):5.2f}s  "
+        f"p90 {p90:5.2f}s  max {max(values):5.2f}s"
+    )
+
+
+def _report(label: str, wall: float, code: int, results: Path) -> dict[str, str]:
+    runs = json.loads(results.read_text())["runs"]
+    outcomes = [r["outcome"] for r in runs if r.get("outcome")]
+    engine = [o["duration_s"] for o in outcomes]
+    faults = [o["fault_seconds"] for o in outcomes]
+    overhead = [o["duration_s"] - o["fault_seconds"] for o in outcomes]
+    plugin = [r["wall_s"] - r["outcome"]["duration_s"] for r in runs if r.get("outcome")]
+    cells: dict[str, int] = {}
+    for run in runs:
+        cell = run["judgement"]["cell"]
+        cells[cell] = cells.get(cell, 0) + 1
+    print(f"{label}: {len(runs)} runs in {wall:6.1f}s wall (exit {code}); cells {cells}")
+    print(f"  engine time per run          {_stats(engine)}")
+    print(f"  inside fault durations       {_stats(faults)}")
+    print(f"  overhead (engine - faults)   {_stats(overhead)}")
+    print(f"  plugin around the engine     {_stats(plugin)}")
+    return {r["key"]: r["judgement"]["cell"] for r in runs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", default=["scenarios/"])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fault", default=None)
+    parser.add_argument("--strategy", action="append", default=[])
+    args = parser.parse_args()
+    extra = ["--fault", args.fault] if args.fault else []
+    for strategy in args.strategy:
+        extra += ["--strategy", strategy]
+    with tempfile.TemporaryDirectory(prefix="bench-matrix-") as tmp:
+        serial_wall, serial_code = _run(args.paths, Path(tmp) / "serial", 1, extra)
+        serial = _report("serial", serial_wall, serial_code, Path(tmp) / "serial/results.json")
+        par_wall, par_code = _run(args.paths, Path(tmp) / "parallel", args.workers, extra)
+        parallel = _report(
+            f"-n {args.workers}", par_wall, par_code, Path(tmp) / "parallel/results.json"
+        )
+        document = json.loads((Path(tmp) / "parallel/results.json").read_text())
+        print(f"scorecard of the -n {args.workers} run:")
+        for line in render_scorecard(entries_from_results(document)):
+            print("  " + line)
+    same = sum(1 for k, v in serial.items() if parallel.get(k) == v)
+    print(
+        f"speed-up {serial_wall / par_wall:4.2f}x; target: under 180 s with -n 2 "
+        f"({'met' if par_wall < 180 else 'NOT met'})"
+    )
+    print(f"scorecard cells equal in both runs: {same}/{len(serial)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
