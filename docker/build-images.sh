@@ -146,7 +146,8 @@ if [ "$CHECK_ONLY" = 0 ] && [ "$(cat "$WHEELS/.inputs" 2>/dev/null)" != "$wheels
     $PIP download -q --disable-pip-version-check --only-binary=:all: \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         --platform manylinux_2_28_x86_64 --python-version "$PY_VERSION" --implementation cp \
-        -d "$WHEELS" "${REQUIREMENTS[@]}"
+        -d "$WHEELS" "${REQUIREMENTS[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor" || true
+    ls "$WHEELS"/psycopg_binary-* >/dev/null 2>&1 || die "pip download of ${REQUIREMENTS[*]} failed"
     printf '%s\n' "${REQUIREMENTS[@]}" >"$WHEELS/requirements.txt"
     echo "$wheels_hash" >"$WHEELS/.inputs"
 fi
@@ -213,4 +214,5 @@ DEPLOY_CHAOS_LEDGER_IMAGE=$LEDGER_REPO
 TESTCONTAINERS_RYUK_DISABLED=true
 EOF
 say "wrote $ENV_FILE; images:"
-docker image ls --format '    {{.Repository}}:{{.Tag}}  {{.Size}}' | grep "^    $PREFIX/" || true
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}} (shared base layer included)' \
+    | grep "^$PREFIX/" | sed 's/^/    /' || true
