@@ -132,10 +132,11 @@ class LiveView:
         out.append("faults    " + (faults or "none active"))
         detections = [e for e in events if e.kind is EventKind.DETECTION]
         if detections:
-            out.append(f"detected  {detections[-1].subject}: {detections[-1].detail[: width - 20]}")
+            first = detections[-1].detail.splitlines()[0] if detections[-1].detail else ""
+            out.append(f"detected  {detections[-1].subject}: {first}"[: width - 1])
         out.append("")
         out.append("recent events:")
-        for event in events[-8:]:
+        for event in events[-6:]:
             detail = event.detail.replace("\n", " ")
             out.append(
                 f"  {event.t:7.2f}s {event.kind.value:<20} {event.subject} {detail}"[: width - 1]
@@ -198,6 +199,7 @@ class GameDay:
         self.view.say(f"facilitator injected {fault} at {point.name}")
 
     def choose_strategy(self, detection: str, default: StrategyName) -> StrategyName:
+        detection = detection.splitlines()[0] if detection else detection
         self.view.say(f"DETECTED: {detection}")
         if self.strategy is not None:
             self.view.say(f"recovery: {self.strategy.value} (chosen beforehand)")
@@ -210,10 +212,7 @@ class GameDay:
         )
         while True:
             answer = (
-                self._prompt(
-                    f"Detection saw: {detection}\nChoose the recovery:\n{menu}\n"
-                    "Your choice (1-4 or a name): "
-                )
+                self._prompt(f"Choose the recovery:\n{menu}\nYour choice (1-4 or a name): ")
                 .strip()
                 .lower()
             )

@@ -171,7 +171,7 @@ def test_interactive_game_day_under_tmux(tmux: list[str], tmp_path: Path) -> Non
     assert "instances" in screen
     subprocess.run([*tmux, "send-keys", "-t", "gd", "Enter"], check=True, timeout=30)
     screen = _await_text(tmux, "Choose the recovery", timeout=120)
-    assert "Detection saw:" in screen
+    assert "DETECTED:" in screen
     subprocess.run([*tmux, "send-keys", "-t", "gd", "2", "Enter"], check=True, timeout=30)
     screen = _await_text(tmux, "judgement:", timeout=180)
     print(screen[-4000:])
