@@ -177,6 +177,9 @@ def _timeline_svg(run: ReportRun) -> str:
                 f"{_e(label[: int(width / 6)])}</text>"
             )
 
+    first_step = next((float(e["t"]) for e in events if e["kind"] == "step_start"), None)
+    if first_step is not None and first_step > 0:
+        bar(0, 0.0, first_step, "setup: stack, seed data, backup, workload", "setup")
     for t0, t1, name, failed in _spans(
         events, "step_start", ("step_end", "step_failed"), lambda e: str(e["subject"])
     ):
@@ -300,7 +303,7 @@ td.none{color:#aaa;text-align:center}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px} dt{color:#666}
 svg.timeline{max-width:1000px;border:1px solid #eee;background:#fcfcfc}
 svg .lane{font-size:11px;fill:#555} svg .lane.err{fill:#c33} svg .tick{font-size:10px;fill:#888}
-svg .grid{stroke:#eee} svg .step{fill:#8ab4e8} svg .step.failed{fill:#e06666}
+svg .grid{stroke:#eee} svg .setup{fill:#ddd} svg .step{fill:#8ab4e8} svg .step.failed{fill:#e06666}
 svg .fault{fill:#f0a040} svg .recovery{fill:#7cc47c} svg .recovery.failed{fill:#e06666}
 svg .detect{fill:#c00} svg .barlabel{font-size:10px;fill:#123}
 svg .ops{fill:none;stroke:#2a6fbd;stroke-width:1.5} svg .errline{fill:none;stroke:#c33}
