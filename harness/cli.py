@@ -290,7 +290,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run scenario files through pytest, print the scorecard",
         description="Run the scenarios' matrices through pytest and the deploy-chaos plugin. "
-        "Exit 0 only when nothing unexpected happened (known hazards are expected).",
+        "Exit 0 only when nothing unexpected happened (known hazards are expected). "
+        "Arguments after -- go to pytest unchanged.",
     )
     run.add_argument(
         "paths",
@@ -298,7 +299,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATHS",
         help="scenario files or directories (default: scenarios/); FILE::RUN selects one run",
     )
-    run.add_argument("--backend", default="auto", help="auto, local or docker")
+    run.add_argument("--backend", default="auto", choices=("auto", "local", "docker"))
     run.add_argument(
         "-n",
         dest="numprocesses",
@@ -320,10 +321,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="session seed (printed)")
     run.add_argument("--keep", action="store_true", help="keep failed runs' evidence")
     run.add_argument("--pg-bindir", default=None)
-    run.add_argument(
-        "pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments"
-    )
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(func=_cmd_run, pytest_args=[])
 
     merge = sub.add_parser("merge", help="merge the results.json of several shards")
     merge.add_argument("inputs", nargs="+", metavar="RESULTS_JSON")
@@ -354,7 +352,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if words[:1] == ["run"] and "--" in words:
+        # deploy-chaos run [options] -- [pytest arguments]
+        cut = words.index("--")
+        words, extra = words[:cut], words[cut + 1 :]
+    args = _parser().parse_args(words)
+    if extra:
+        args.pytest_args = extra
     try:
         return int(args.func(args))
     except ChaosError as exc:
