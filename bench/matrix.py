@@ -83,17 +83,19 @@ def main() -> int:
     extra = ["--fault", args.fault] if args.fault else []
     for strategy in args.strategy:
         extra += ["--strategy", strategy]
-    with tempfile.TemporaryDirectory(prefix="bench-matrix-") as tmp:
-        serial_wall, serial_code = _run(args.paths, Path(tmp) / "serial", 1, extra)
-        serial = _report("serial", serial_wall, serial_code, Path(tmp) / "serial/results.json")
-        par_wall, par_code = _run(args.paths, Path(tmp) / "parallel", args.workers, extra)
-        parallel = _report(
-            f"-n {args.workers}", par_wall, par_code, Path(tmp) / "parallel/results.json"
-        )
-        document = json.loads((Path(tmp) / "parallel/results.json").read_text())
-        print(f"scorecard of the -n {args.workers} run:")
-        for line in render_scorecard(entries_from_results(document)):
-            print("  " + line)
+    # Kept (not a temporary directory): the evidence of any unexpected run stays readable.
+    tmp = tempfile.mkdtemp(prefix="bench-matrix-")
+    print(f"reports under {tmp}/serial and {tmp}/parallel")
+    serial_wall, serial_code = _run(args.paths, Path(tmp) / "serial", 1, extra)
+    serial = _report("serial", serial_wall, serial_code, Path(tmp) / "serial/results.json")
+    par_wall, par_code = _run(args.paths, Path(tmp) / "parallel", args.workers, extra)
+    parallel = _report(
+        f"-n {args.workers}", par_wall, par_code, Path(tmp) / "parallel/results.json"
+    )
+    document = json.loads((Path(tmp) / "parallel/results.json").read_text())
+    print(f"scorecard of the -n {args.workers} run:")
+    for line in render_scorecard(entries_from_results(document)):
+        print("  " + line)
     same = sum(1 for k, v in serial.items() if parallel.get(k) == v)
     print(
         f"speed-up {serial_wall / par_wall:4.2f}x; target: under 180 s with -n 2 "
