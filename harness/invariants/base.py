@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -25,11 +25,16 @@ from psycopg import sql
 
 from harness.errors import ChaosError
 from harness.workload.history import (
+    ErrorKind,
     History,
     HistoryStats,
     JsonValue,
+    Op,
     Operation,
-    history_stats,
+    OpType,
+    Scalar,
+    UnavailableWindow,
+    Value,
 )
 
 if TYPE_CHECKING:
@@ -42,13 +47,17 @@ __all__ = [
     "Baselined",
     "CheckContext",
     "Connection",
+    "FieldsByOp",
+    "HistoryFields",
     "Invariant",
     "Status",
     "Verdict",
     "capture_baselines",
     "check_all",
+    "field_column",
     "load_history",
     "open_check_context",
+    "table_stats",
 ]
 
 #: The temporary table the history is loaded into (one row per completed operation).
@@ -100,6 +109,9 @@ class AppEndpoint:
     base_url: str
 
 
+FieldsByOp = Mapping[str, Collection[str]]
+
+
 class _Session:
     """The mutable part of a check: one database connection, the history loaded lazily."""
 
@@ -107,9 +119,11 @@ class _Session:
         self.database_url = database_url
         self.history = history
         self._conn: Connection | None = None
-        self._loaded = False
+        self._wanted: dict[str, set[str]] = {}
+        self._loaded: dict[str, set[str]] | None = None
         self._operations: list[Operation] | None = None
         self._stats: HistoryStats | None = None
+        self._summaries: dict[tuple[tuple[str, ...], str], str] = {}
         self.load_seconds = 0.0
 
     def connection(self) -> Connection:
@@ -122,25 +136,66 @@ class _Session:
             )
             self._conn.execute("SET work_mem = '256MB'")
             self._conn.execute("SET statement_timeout = '120s'")
+            self._conn.execute("SET jit = off")  # compiling costs more than it saves here
+            # Temporary tables are analysed by the checks; a small sample is plenty.
+            self._conn.execute("SET default_statistics_target = 10")
         return self._conn
+
+    def want(self, fields: FieldsByOp) -> None:
+        for f, names in fields.items():
+            self._wanted.setdefault(f, set()).update(names)
 
     def operations(self) -> list[Operation]:
         if self._operations is None:
             self._operations = self.history.operations()
         return self._operations
 
+    def history_table(self, fields: FieldsByOp | None) -> str:
+        if fields:
+            self.want(fields)
+        loaded = self._loaded
+        if loaded is None or any(
+            not names <= loaded.get(f, set()) for f, names in self._wanted.items()
+        ):
+            started = time.perf_counter()
+            load_history(self.connection(), self.history.ops, self._wanted)
+            self.load_seconds += time.perf_counter() - started
+            self._loaded = {f: set(names) for f, names in self._wanted.items()}
+            self._stats = None
+            self._summaries.clear()
+        return HISTORY_TABLE
+
+    def key_summary(self, ops: Sequence[str], field: str) -> str:
+        key = (tuple(sorted(set(ops))), field)
+        name = self._summaries.get(key)
+        if name is None:
+            history = self.history_table({op: {field} for op in ops})
+            name = f"chaos_keys_{len(self._summaries)}"
+            column = sql.Identifier(field_column(field))
+            conn = self.connection()
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {name} AS SELECT {column} AS key,"
+                    " bool_or(type = 'ok') AS ok, bool_or(type = 'info') AS info,"
+                    " min(idx) AS first, count(*) AS n FROM {history}"
+                    " WHERE f = ANY({ops}) AND {column} IS NOT NULL GROUP BY 1"
+                ).format(
+                    name=sql.Identifier(name),
+                    column=column,
+                    history=sql.Identifier(history),
+                    ops=sql.Literal(list(key[0])),
+                )
+            )
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+            self._summaries[key] = name
+        return name
+
     def stats(self) -> HistoryStats:
         if self._stats is None:
-            self._stats = history_stats(self.operations())
+            self.history_table(None)
+            self._stats = table_stats(self.connection())
         return self._stats
-
-    def history_table(self) -> str:
-        if not self._loaded:
-            started = time.perf_counter()
-            load_history(self.connection(), self.operations())
-            self.load_seconds = time.perf_counter() - started
-            self._loaded = True
-        return HISTORY_TABLE
 
     def close(self) -> None:
         if self._conn is not None:
@@ -178,14 +233,28 @@ class CheckContext:
             cursor.execute(statement, params)  # type: ignore[arg-type]
             return cursor.fetchall() if cursor.description is not None else []
 
-    def history_table(self) -> str:
-        """The history as a temporary table, loaded on first use (see :func:`load_history`)."""
-        return self.session.history_table()
+    def history_table(self, fields: FieldsByOp | None = None) -> str:
+        """The history as a temporary table (see :func:`load_history`), loaded on first use
+        with the value ``fields`` of each operation that the checks asked for."""
+        return self.session.history_table(fields)
+
+    def key_summary(self, ops: Sequence[str], field: str) -> sql.Identifier:
+        """A temporary table with one row per distinct key (value field ``field``) of the
+        operations ``ops``: ``key``, ``ok`` (any of them acknowledged), ``info`` (any
+        unknown), ``first`` (the first invoke's index), ``n`` (how many); built once."""
+        return sql.Identifier(self.session.key_summary(ops, field))
+
+    @staticmethod
+    def field(name: str) -> sql.Identifier:
+        """The history table's column holding value field ``name`` (text)."""
+        return sql.Identifier(field_column(name))
 
     def operations(self) -> list[Operation]:
+        """The paired history in Python (for checks that cannot be set-based)."""
         return self.session.operations()
 
     def stats(self) -> HistoryStats:
+        """Counts, error rate and longest unavailable window, computed in the database."""
         return self.session.stats()
 
 
@@ -217,48 +286,17 @@ def open_check_context(
         session.close()
 
 
-def load_history(conn: Connection, operations: Sequence[Operation]) -> None:
-    """(Re)create the temporary history table and fill it with ``COPY`` in one stream.
+def field_column(name: str) -> str:
+    """The name of the history table's column for value field ``name``."""
+    return f"v:{name}"
 
-    Columns: ``idx`` (the invoke's index), ``process``, ``f``, ``type`` (ok/fail/info),
-    ``error_kind``, ``invoke_t``, ``complete_t``, ``value`` (jsonb: what was asked, then
-    what the client was told).
-    """
-    import json
 
-    table = sql.Identifier(HISTORY_TABLE)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE {} (idx bigint, process bigint, f text, type text,"
-            " error_kind text, invoke_t float8, complete_t float8, value jsonb)"
-        ).format(table)
-    )
-    dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
-    with (
-        conn.cursor() as cursor,
-        cursor.copy(sql.SQL("COPY {} FROM STDIN").format(table)) as copy,
-    ):
-        lines: list[str] = []
-        for op in operations:
-            kind = op.error_kind.value if op.error_kind is not None else "\\N"
-            # COPY text format: backslash is the escape character; JSON with ensure_ascii
-            # has no raw tab or newline, so doubling backslashes is all the escaping needed.
-            value = dumps(op.value).replace("\\", "\\\\")
-            lines.append(
-                f"{op.index}\t{op.process}\t{_copy_text(op.f)}\t{op.type.value}\t{kind}\t"
-                f"{op.invoke_time!r}\t{op.complete_time!r}\t{value}\n"
-            )
-            if len(lines) >= 20_000:
-                copy.write("".join(lines))
-                lines.clear()
-        if lines:
-            copy.write("".join(lines))
-    conn.execute(sql.SQL("ANALYZE {}").format(table))
+_TYPES = {OpType.OK: "ok", OpType.FAIL: "fail", OpType.INFO: "info"}
+_KINDS: dict[ErrorKind | None, str] = {None: "\\N", **{k: k.value for k in ErrorKind}}
 
 
 def _copy_text(text: str) -> str:
-    if any(c in text for c in "\\\t\n\r"):
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         return (
             text.replace("\\", "\\\\")
             .replace("\t", "\\t")
@@ -268,6 +306,145 @@ def _copy_text(text: str) -> str:
     return text
 
 
+def _scalar_text(value: Scalar) -> str:
+    if type(value) is str:
+        return _copy_text(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def load_history(conn: Connection, ops: Iterable[Op], fields: FieldsByOp) -> None:
+    """(Re)create the temporary history table and fill it with one ``COPY`` stream.
+
+    One row per operation (an invoke paired with its completion, in one pass, as
+    :func:`~harness.workload.history.pair_operations` pairs them): ``idx`` (the invoke's
+    index), ``process``, ``f``, ``type`` (ok/fail/info), ``error_kind``, ``invoke_t``,
+    ``complete_t``, then one text column per value field named in ``fields`` (operation
+    name -> the fields its checks need; the completion's value wins over the invoke's),
+    named by :func:`field_column`. Booleans are ``true``/``false``.
+    """
+    names = sorted({name for wanted in fields.values() for name in wanted})
+    table = sql.Identifier(HISTORY_TABLE)
+    columns = sql.SQL("").join(
+        sql.SQL(", {} text").format(sql.Identifier(field_column(n))) for n in names
+    )
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} (idx bigint, process bigint, f text, type text,"
+            " error_kind text, invoke_t float8, complete_t float8{})"
+        ).format(table, columns)
+    )
+    # Per operation name: its escaped name, then per column the field to read (or None).
+    layouts: dict[str, tuple[str, tuple[str | None, ...]]] = {}
+    for f in fields:
+        wanted = set(fields[f])
+        layouts[f] = (_copy_text(f), tuple(n if n in wanted else None for n in names))
+    blank: tuple[str | None, ...] = (None,) * len(names)
+    pending: dict[int, Op] = {}
+    lines: list[str] = []
+    invoke_type = OpType.INVOKE
+    info_kind = ErrorKind.INDETERMINATE.value
+
+    def line(invoke: Op, type_: str, kind: str, end: float, done: Value) -> str:
+        layout = layouts.get(invoke.f)
+        if layout is None:
+            layout = layouts[invoke.f] = (_copy_text(invoke.f), blank)
+        name, columns = layout
+        cells = [
+            f"{invoke.index}\t{invoke.process}\t{name}\t{type_}\t{kind}\t{invoke.time!r}\t{end!r}"
+        ]
+        asked = invoke.value
+        for column in columns:
+            if column is None:
+                cells.append("\\N")
+                continue
+            item = done.get(column)
+            if item is None:
+                item = asked.get(column)
+            if item is None:
+                cells.append("\\N")
+            elif type(item) is str:
+                cells.append(_copy_text(item))
+            else:
+                cells.append(_scalar_text(item))
+        return "\t".join(cells)
+
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(sql.SQL("COPY {} FROM STDIN").format(table)) as copy,
+    ):
+        for op in ops:
+            if op.type is invoke_type:
+                if op.process in pending:
+                    raise ValueError(f"op {op.index}: process {op.process} invoked twice")
+                pending[op.process] = op
+                continue
+            invoke = pending.pop(op.process, None)
+            if invoke is None:
+                raise ValueError(f"op {op.index}: {op.type.value} without an invoke")
+            lines.append(line(invoke, _TYPES[op.type], _KINDS[op.error_kind], op.time, op.value))
+            if len(lines) >= 20_000:
+                lines.append("")
+                copy.write("\n".join(lines))
+                lines.clear()
+        for invoke in pending.values():  # never completed: unknown
+            lines.append(line(invoke, "info", info_kind, invoke.time, {}))
+        if lines:
+            lines.append("")
+            copy.write("\n".join(lines))
+    conn.execute(sql.SQL("ANALYZE {}").format(table))
+
+
+def table_stats(conn: Connection) -> HistoryStats:
+    """:func:`~harness.workload.history.history_stats`, computed on the history table."""
+    table = sql.Identifier(HISTORY_TABLE)
+    counts = {
+        (str(f), OpType(kind)): int(n)
+        for f, kind, n in conn.execute(
+            sql.SQL("SELECT f, type, count(*) FROM {} GROUP BY 1, 2").format(table)
+        ).fetchall()
+    }
+    # One sort. k counts the served completions so far (a served one included): the failing
+    # operations with k = n and the served completion numbered n + 1 form one group, the
+    # window from the latest of their earliest invoke and served completion n to n + 1.
+    first, last, errors = conn.execute(
+        sql.SQL(
+            "SELECT min(invoke_t), max(complete_t), count(*) FILTER (WHERE type = 'info'"
+            " OR (type = 'fail' AND coalesce(error_kind, '') <> 'rejected')) FROM {table}"
+        ).format(table=table)
+    ).fetchone() or (None, None, 0)
+    row = conn.execute(
+        sql.SQL(
+            "SELECT start, stop FROM (SELECT greatest(min(invoke_t) FILTER (WHERE err),"
+            "   coalesce(max(prev) FILTER (WHERE err), %(first)s)) AS start,"
+            " coalesce(min(complete_t) FILTER (WHERE NOT err), %(last)s) AS stop"
+            " FROM (SELECT invoke_t, complete_t, err,"
+            "   CASE WHEN err THEN k ELSE k - 1 END AS g, prev FROM"
+            "   (SELECT invoke_t, complete_t, err,"
+            "     count(*) FILTER (WHERE NOT err) OVER w AS k,"
+            "     max(complete_t) FILTER (WHERE NOT err) OVER w AS prev,"
+            "     lag(err) OVER w AS after_err"
+            "     FROM (SELECT idx, invoke_t, complete_t, (type = 'info' OR (type = 'fail'"
+            "       AND coalesce(error_kind, '') <> 'rejected')) AS err FROM {table}) e"
+            "     WINDOW w AS (ORDER BY complete_t, idx ROWS UNBOUNDED PRECEDING)) n"
+            "   WHERE err OR after_err) x"
+            " GROUP BY g HAVING bool_or(err)) windows ORDER BY stop - start DESC, start LIMIT 1"
+        ).format(table=table),
+        {"first": first, "last": last},
+    ).fetchone()
+    start, stop = row if row is not None else (None, None)
+    row = (first, last, errors, start, stop)
+    assert row is not None
+    first, last, errors, start, stop = row
+    window = None if start is None else UnavailableWindow(float(start), float(stop))
+    duration = 0.0 if first is None else float(last) - float(first)
+    return HistoryStats(counts, int(errors or 0), duration, window)
+
+
 class Invariant(Protocol):
     """A check after recovery; its name is the verdict's key in the run's outcome."""
 
@@ -275,6 +452,14 @@ class Invariant(Protocol):
     def name(self) -> str: ...
 
     def check(self, ctx: CheckContext) -> Verdict: ...
+
+
+@runtime_checkable
+class HistoryFields(Protocol):
+    """An invariant that reads value fields from the history table."""
+
+    def history_fields(self) -> FieldsByOp:
+        """Operation name -> the value fields its checks read."""
 
 
 @runtime_checkable
@@ -315,6 +500,9 @@ def check_all(
 ) -> dict[str, Verdict]:
     """Run every invariant; an invariant that errors gives ``unknown`` with the error."""
     verdicts: dict[str, Verdict] = {}
+    for inv in invariants:  # one load of the history for every checker
+        if isinstance(inv, HistoryFields):
+            ctx.session.want(inv.history_fields())
     for inv in invariants:
         started = time.perf_counter()
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -72,6 +72,26 @@ def _json_number(value: Any) -> int | float | None:
     return float(value)
 
 
+def _fields(pairs: Iterable[tuple[str, tuple[str, ...]]]) -> dict[str, set[str]]:
+    merged: dict[str, set[str]] = {}
+    for op, names in pairs:
+        merged.setdefault(op, set()).update(names)
+    return merged
+
+
+def _unique(ctx: CheckContext, table: str, column: str) -> bool:
+    """Whether ``table.column`` alone has a unique index (no partial one)."""
+    name = _identifier(table, "table").as_string(ctx.connection())
+    rows = ctx.query(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a"
+        " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+        " WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indnkeyatts = 1"
+        " AND i.indpred IS NULL AND a.attname = %s)",
+        (name, column),
+    )
+    return bool(rows[0][0])
+
+
 def _error(exc: BaseException) -> str:
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None)
@@ -111,8 +131,11 @@ class DurableAcknowledgedWrites:
         if not self.writes:
             raise SpecError(f"{self.name}: declares no writes")
 
+    def history_fields(self) -> dict[str, set[str]]:
+        return _fields((w.op, (w.field,)) for w in self.writes)
+
     def check(self, ctx: CheckContext) -> Verdict:
-        table = ctx.history_table()
+        table = ctx.history_table(self.history_fields())
         groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         for write in self.writes:
             groups[(write.table, write.column, write.field)].append(write.op)
@@ -147,21 +170,28 @@ class DurableAcknowledgedWrites:
         value_field: str,
         ops: list[str],
     ) -> dict[str, JsonValue]:
-        keys = sql.SQL(
-            "SELECT value->>{field} AS key, bool_or(type = 'ok') AS ok,"
-            " bool_or(type = 'info') AS info, min(idx) AS first"
-            " FROM {history} WHERE f = ANY(%(ops)s) AND value->>{field} IS NOT NULL GROUP BY 1"
-        ).format(field=sql.Literal(value_field), history=sql.Identifier(history))
+        summary = ctx.key_summary(ops, value_field)
         entry: dict[str, JsonValue] = {
             "ops": list(ops),
             "table": target_table,
             "column": column,
             "field": value_field,
         }
+        table = _identifier(target_table, "write table")
+        col = sql.Identifier(column)
+        try:
+            unique = _unique(ctx, target_table, column)
+        except psycopg.Error:
+            unique = False
+        # With a unique index the table joins directly; otherwise its distinct keys do.
+        keys = (
+            sql.SQL("(SELECT {col}::text AS key FROM {table})")
+            if unique
+            else sql.SQL("(SELECT DISTINCT {col}::text AS key FROM {table})")
+        ).format(col=col, table=table)
         query = sql.SQL(
-            "WITH h AS ({keys}),"
-            " p AS (SELECT DISTINCT t.{column}::text AS key FROM {table} t),"
-            " c AS (SELECT h.*, p.key IS NOT NULL AS present FROM h LEFT JOIN p USING (key))"
+            "WITH c AS (SELECT h.*, t.key IS NOT NULL AS present"
+            "   FROM {summary} h LEFT JOIN {keys} t ON t.key = h.key)"
             " SELECT count(*) FILTER (WHERE ok),"
             "  count(*) FILTER (WHERE ok AND NOT present),"
             "  count(*) FILTER (WHERE NOT ok AND NOT info),"
@@ -172,22 +202,18 @@ class DurableAcknowledgedWrites:
             "  (array_agg(key ORDER BY first)"
             "     FILTER (WHERE NOT ok AND NOT info AND present))[1:%(n)s]"
             " FROM c"
-        ).format(
-            keys=keys,
-            column=sql.Identifier(column),
-            table=_identifier(target_table, "write table"),
-        )
+        ).format(summary=summary, keys=keys)
         try:
-            row = ctx.query(query, {"ops": ops, "n": EXAMPLES})[0]
+            row = ctx.query(query, {"n": EXAMPLES})[0]
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             # The table or column is gone (a down migration dropped it): every acknowledged
             # write of this group is lost, and there is no way to look for failed ones.
             counts = ctx.query(
                 sql.SQL(
-                    "WITH h AS ({keys}) SELECT count(*) FILTER (WHERE ok),"
-                    " (array_agg(key ORDER BY first) FILTER (WHERE ok))[1:%(n)s] FROM h"
-                ).format(keys=keys),
-                {"ops": ops, "n": EXAMPLES},
+                    "SELECT count(*) FILTER (WHERE ok),"
+                    " (array_agg(key ORDER BY first) FILTER (WHERE ok))[1:%(n)s] FROM {summary}"
+                ).format(summary=summary),
+                {"n": EXAMPLES},
             )[0]
             entry.update(
                 error=_error(exc),
@@ -253,36 +279,40 @@ class NoDuplicateEffects:
         if not self.keys:
             raise SpecError(f"{self.name}: declares no idempotent writes")
 
+    def history_fields(self) -> dict[str, set[str]]:
+        return _fields(
+            (op, (k.field,) + ((k.applied_field,) if k.applied_field else ()))
+            for k in self.keys
+            for op in k.ops
+        )
+
     def check(self, ctx: CheckContext) -> Verdict:
-        history = sql.Identifier(ctx.history_table())
+        history = sql.Identifier(ctx.history_table(self.history_fields()))
         checked = duplicated = applied_twice = 0
         entries: list[JsonValue] = []
         for spec in self.keys:
             entry: dict[str, JsonValue] = {"ops": list(spec.ops), "field": spec.field}
-            hkeys = sql.SQL(
-                "SELECT DISTINCT value->>{field} AS key FROM {history}"
-                " WHERE f = ANY(%(ops)s) AND value->>{field} IS NOT NULL"
-            ).format(field=sql.Literal(spec.field), history=history)
-            n_keys = int(
-                ctx.query(
-                    sql.SQL("SELECT count(*) FROM ({q}) k").format(q=hkeys), {"ops": list(spec.ops)}
-                )[0][0]
-            )
+            summary = ctx.key_summary(spec.ops, spec.field)
+            n_keys = int(ctx.query(sql.SQL("SELECT count(*) FROM {}").format(summary))[0][0])
             entry["keys"] = n_keys
             checked += n_keys
             if spec.table is not None and spec.column is not None:
-                rows = ctx.query(
-                    sql.SQL(
-                        "SELECT t.{column}::text AS key, count(*) AS n FROM {table} t"
-                        " JOIN ({hkeys}) h ON h.key = t.{column}::text"
-                        " GROUP BY 1 HAVING count(*) > 1 ORDER BY 2 DESC, 1"
-                    ).format(
-                        column=sql.Identifier(spec.column),
-                        table=_identifier(spec.table, "table"),
-                        hkeys=hkeys,
-                    ),
-                    {"ops": list(spec.ops)},
-                )
+                if _unique(ctx, spec.table, spec.column):
+                    rows = []  # a unique index: the database cannot hold a key twice
+                    entry["unique_index"] = True
+                else:
+                    rows = ctx.query(
+                        sql.SQL(
+                            "SELECT t.{column}::text AS key, count(*) AS n FROM {table} t"
+                            " WHERE EXISTS (SELECT 1 FROM {summary} h"
+                            "   WHERE h.key = t.{column}::text)"
+                            " GROUP BY 1 HAVING count(*) > 1 ORDER BY 2 DESC, 1"
+                        ).format(
+                            column=sql.Identifier(spec.column),
+                            table=_identifier(spec.table, "table"),
+                            summary=summary,
+                        )
+                    )
                 duplicated += len(rows)
                 entry["table"] = spec.table
                 entry["duplicated_keys"] = len(rows)
@@ -300,13 +330,13 @@ class NoDuplicateEffects:
                     )
                 rows = ctx.query(
                     sql.SQL(
-                        "SELECT key, n, idx FROM (SELECT value->>{field} AS key, count(*) AS n,"
+                        "SELECT key, n, idx FROM (SELECT {field} AS key, count(*) AS n,"
                         " array_agg(idx ORDER BY idx) AS idx FROM {history}"
-                        " WHERE f = ANY(%(ops)s) AND type = 'ok' AND value->>{applied} = 'true'"
+                        " WHERE f = ANY(%(ops)s) AND type = 'ok' AND {applied} = 'true'"
                         " GROUP BY 1 HAVING count(*) > 1) d WHERE true{kept} ORDER BY idx[1]"
                     ).format(
-                        field=sql.Literal(spec.field),
-                        applied=sql.Literal(spec.applied_field),
+                        field=ctx.field(spec.field),
+                        applied=ctx.field(spec.applied_field),
                         history=history,
                         kept=kept,
                     ),
@@ -392,37 +422,43 @@ class Conservation:
     def baseline(self, conn: Connection) -> Mapping[str, JsonValue]:
         return dict(self._totals(conn))
 
+    def history_fields(self) -> dict[str, set[str]]:
+        return _fields(
+            (f.op, tuple(x for x in (f.amount_field, f.group_field, f.key_field) if x))
+            for f in self.flows
+        )
+
     def check(self, ctx: CheckContext) -> Verdict:
         baseline = ctx.baselines.get(self.name)
         if baseline is None:
             return Verdict.unknown(reason="no baseline was taken before the workload started")
-        history = sql.Identifier(ctx.history_table())
+        history = sql.Identifier(ctx.history_table(self.history_fields()))
         parts = []
         params: dict[str, Any] = {}
         for i, flow in enumerate(self.flows):
             group = (
-                sql.SQL("coalesce(value->>{f}, {all})").format(
-                    f=sql.Literal(flow.group_field), all=sql.Literal(ALL)
+                sql.SQL("coalesce({f}, {all})").format(
+                    f=ctx.field(flow.group_field), all=sql.Literal(ALL)
                 )
                 if flow.group_field
                 else sql.Literal(ALL)
             )
             key = (
-                sql.SQL("coalesce(value->>{k}, 'op-' || idx)").format(k=sql.Literal(flow.key_field))
+                sql.SQL("coalesce({k}, 'op-' || idx)").format(k=ctx.field(flow.key_field))
                 if flow.key_field
                 else sql.SQL("'op-' || idx")
             )
             parts.append(
                 sql.SQL(
                     "SELECT {group} AS grp, {i}::text || ':' || {key} AS key,"
-                    " {sign} * (value->>{amount})::numeric AS amount, type"
-                    " FROM {history} WHERE f = %(op{i})s AND value->>{amount} IS NOT NULL"
+                    " {sign} * {amount}::numeric AS amount, type"
+                    " FROM {history} WHERE f = %(op{i})s AND {amount} IS NOT NULL"
                 ).format(
                     group=group,
                     key=key,
                     i=sql.Literal(i),
                     sign=sql.Literal(flow.sign),
-                    amount=sql.Literal(flow.amount_field),
+                    amount=ctx.field(flow.amount_field),
                     history=history,
                 )
             )

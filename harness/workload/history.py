@@ -358,8 +358,9 @@ class HistoryStats:
 
     ``counts`` maps (f, type) to a count. The error rate counts operations that could not be
     served (``info`` and ``fail`` of kind unavailable); a rejection by a business rule is a
-    served request. The longest unavailable window runs from the invoke of the first failing
-    operation after the last served one to the next served completion (or the history's end).
+    served request. An unavailable window runs from the earliest invoke (not before the last
+    served completion) of the failing operations completed between two served completions, to
+    the next served completion (or the history's end).
     """
 
     counts: Mapping[tuple[str, OpType], int]
@@ -437,8 +438,8 @@ def history_stats(operations: Sequence[Operation], *, end: float | None = None) 
     last_served = first
     for completed, error, invoked in events:
         if error:
-            if open_since is None:
-                open_since = max(invoked, last_served)
+            since = max(invoked, last_served)
+            open_since = since if open_since is None else min(open_since, since)
             continue
         last_served = completed
         if open_since is not None:

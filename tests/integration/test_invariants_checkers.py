@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.invariants import (
+    Availability,
     CallableInvariant,
     CheckContext,
     Conservation,
@@ -34,7 +35,7 @@ from harness.invariants import (
     check_all,
     open_check_context,
 )
-from harness.workload.history import ErrorKind, History, Op, OpType, Scalar
+from harness.workload.history import ErrorKind, History, Op, OpType, Scalar, history_stats
 
 SETTINGS = settings(
     max_examples=30,
@@ -381,14 +382,100 @@ def test_history_is_loaded_once_and_shared(
 ) -> None:
     builder = Builder.new()
     for i in range(100):
-        builder.op("put", OpType.OK, {"key": f"k{i}", "note": "tab\tand\\backslash and é"})
+        builder.op("put", OpType.OK, {"key": f"k{i}", "note": "tab\tand\\backslash and é\n"})
+    builder.op("other", OpType.OK, {"key": "not loaded for other"})
     invariants: Sequence[object] = [
         DurableAcknowledgedWrites((Write("put", "items", "key", "key"),)),
         NoDuplicateEffects((IdempotentWrite(("put",), "key", "items", "key"),)),
+        CallableInvariant(
+            "notes", lambda ctx: Verdict.valid(table=ctx.history_table({"put": {"note"}}))
+        ),
     ]
     with open_check_context(pg_url, builder.history()) as ctx:
         verdicts = check_all(invariants, ctx)  # type: ignore[arg-type]
-        rows = ctx.query("SELECT count(*), min(value->>'note') FROM chaos_history")
-    assert rows == [(100, "tab\tand\\backslash and é")]
+        rows = ctx.query(
+            'SELECT f, count(*), count("v:key"), min("v:note") FROM chaos_history'
+            " GROUP BY f ORDER BY f"
+        )
+        loads = ctx.session.load_seconds
+    assert rows == [("other", 1, 0, None), ("put", 100, 100, "tab\tand\\backslash and é\n")]
     assert verdicts["durable_acknowledged_writes"].evidence["lost"] == 100
     assert verdicts["no_duplicate_effects"].status is Status.VALID
+    assert loads > 0
+
+
+_completion = st.sampled_from(
+    [
+        (OpType.OK, None),
+        (OpType.FAIL, ErrorKind.REJECTED),
+        (OpType.FAIL, ErrorKind.UNAVAILABLE),
+        (OpType.INFO, ErrorKind.INDETERMINATE),
+    ]
+)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), _completion, st.integers(0, 20), st.integers(0, 3)),
+        max_size=50,
+    )
+)
+def test_availability_statistics_in_sql_match_the_python_ones(
+    pg_url: str,
+    conn: psycopg.Connection[tuple[object, ...]],
+    steps: list[tuple[int, tuple[OpType, ErrorKind | None], int, int]],
+) -> None:
+    """The same history: the statistics the workload reports (Python) and the ones the
+    availability checker computes on the history table (SQL) agree."""
+    ops: list[Op] = []
+    pending: dict[int, Op] = {}
+    clock = 0
+    for process, (kind, err), start_gap, length in steps:
+        clock += start_gap
+        if process in pending:
+            invoke = pending.pop(process)
+            end = max(invoke.time, float(clock + length))
+            ops.append(Op(len(ops), process, kind, "w", {}, end, None, err))
+        else:
+            op = Op(len(ops), process, OpType.INVOKE, "w", {}, float(clock))
+            pending[process] = op
+            ops.append(op)
+    history = History.of(ops)
+    python = history_stats(history.operations())
+    with open_check_context(pg_url, history) as ctx:
+        sql = ctx.stats()
+    assert sql.counts == python.counts
+    assert sql.errors == python.errors
+    assert sql.duration_s == pytest.approx(python.duration_s)
+    assert sql.longest_unavailable_s == pytest.approx(python.longest_unavailable_s)
+
+
+def test_availability_against_its_budget(pg_url: str) -> None:
+    ops = []
+    for n, (kind, err, t0, t1) in enumerate(
+        [
+            (OpType.OK, None, 0.0, 0.1),
+            (OpType.FAIL, ErrorKind.UNAVAILABLE, 1.0, 1.1),
+            (OpType.INFO, ErrorKind.INDETERMINATE, 1.2, 3.0),
+            (OpType.OK, None, 3.5, 3.6),
+        ]
+    ):
+        ops.append(Op(2 * n, n, OpType.INVOKE, "w", {}, t0))
+        ops.append(Op(2 * n + 1, n, kind, "w", {}, t1, None, err))
+    with open_check_context(pg_url, History.of(ops)) as ctx:
+        verdicts = check_all(
+            [
+                Availability(),
+                Availability(max_unavailable_s=2.0, name="within"),
+                Availability(max_error_rate=0.25, max_unavailable_s=1.0, name="budget"),
+            ],
+            ctx,
+        )
+    assert verdicts["availability"].status is Status.VALID
+    assert verdicts["availability"].evidence["longest_unavailable_s"] == 2.6
+    assert verdicts["availability"].evidence["window"] == [1.0, 3.6]
+    assert verdicts["within"].status is Status.INVALID
+    assert verdicts["budget"].evidence["exceeded"] == ["error_rate", "longest_unavailable_s"]
+    with open_check_context(pg_url, History.of(())) as ctx:
+        assert Availability().check(ctx).status is Status.UNKNOWN

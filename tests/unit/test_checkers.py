@@ -34,7 +34,6 @@ from harness.invariants import (
 from harness.invariants.run import recovery_verdict
 from harness.spec import Release, Target
 from harness.workload import History, WorkloadSpec
-from harness.workload.history import ErrorKind, Op, OpType
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Never connected to: the checks below need no database.
@@ -83,39 +82,6 @@ def test_verdict_json_shape() -> None:
 def test_bad_declarations_fail_at_construction(build: object) -> None:
     with pytest.raises(SpecError):
         build()  # type: ignore[operator]
-
-
-def _history(*kinds: tuple[OpType, ErrorKind | None, float, float]) -> History:
-    ops = []
-    for n, (kind, err, t0, t1) in enumerate(kinds):
-        ops.append(Op(2 * n, n, OpType.INVOKE, "w", {}, t0))
-        ops.append(Op(2 * n + 1, n, kind, "w", {}, t1, None, err))
-    return History.of(ops)
-
-
-def test_availability_against_its_budget_without_a_database() -> None:
-    history = _history(
-        (OpType.OK, None, 0.0, 0.1),
-        (OpType.FAIL, ErrorKind.UNAVAILABLE, 1.0, 1.1),
-        (OpType.INFO, ErrorKind.INDETERMINATE, 1.2, 3.0),
-        (OpType.OK, None, 3.5, 3.6),
-    )
-    with open_check_context(NO_DB, history) as ctx:
-        verdicts = check_all(
-            [
-                Availability(),
-                Availability(max_unavailable_s=2.0, name="within"),
-                Availability(max_error_rate=0.25, max_unavailable_s=1.0, name="budget"),
-            ],
-            ctx,
-        )
-    assert verdicts["availability"].status is Status.VALID
-    assert verdicts["availability"].evidence["longest_unavailable_s"] == 2.6
-    assert verdicts["availability"].evidence["window"] == [1.0, 3.6]
-    assert verdicts["within"].status is Status.INVALID
-    assert verdicts["budget"].evidence["exceeded"] == ["error_rate", "longest_unavailable_s"]
-    with open_check_context(NO_DB, History.of(())) as ctx:
-        assert Availability().check(ctx).status is Status.UNKNOWN
 
 
 def test_a_checker_error_is_unknown_with_the_error_but_a_bug_propagates() -> None:
