@@ -19,9 +19,10 @@ Families plug in by name:
 
 - the built-in database, process and release faults are registered here;
 - :mod:`harness.faults.network` (when present) contributes through a ``FAULT_TYPES`` mapping
-  ``{name: class}``, or else every class in its ``__all__`` whose ``kind`` is
-  ``FaultKind.NETWORK`` is registered under its snake_case class name (``ResetPeer`` ->
-  ``reset_peer``);
+  ``{name: class}``; else its toxics are registered under their Toxiproxy type names
+  (``latency(800ms, downstream)``, ``bandwidth(64)``, ``reset_peer``, ..., built with
+  ``ToxicSpec.<type>`` into ``NetworkToxic``), its ``Partition`` as ``down``, and any other
+  class whose ``kind`` is ``FaultKind.NETWORK`` under its snake_case class name;
 - users add their own through :meth:`FaultRegistry.register` or the pytest hook
   ``pytest_deploy_chaos_register_faults`` (see :mod:`harness.hooks`).
 
@@ -286,10 +287,20 @@ class FaultRegistry:
                 self.register(str(name), factory, replace=True)
                 count += 1
             return count
-        for attr in getattr(module, "__all__", ()):
+        count += _register_toxics(self, module)
+        taken = {e.factory for e in self._entries.values()}
+        toxic_cls = getattr(module, "NetworkToxic", None)
+        for attr in (*getattr(module, "__all__", ()), "NetworkToxic", "Partition"):
             obj = getattr(module, attr, None)
-            if isinstance(obj, type) and getattr(obj, "kind", None) is FaultKind.NETWORK:
-                self.register(_snake(obj.__name__), obj, replace=True)
+            if (
+                isinstance(obj, type)
+                and getattr(obj, "kind", None) is FaultKind.NETWORK
+                and obj not in taken
+                and obj is not toxic_cls
+            ):
+                name = "down" if obj.__name__ == "Partition" else _snake(obj.__name__)
+                self.register(name, obj, replace=True)
+                taken.add(obj)
                 count += 1
         return count
 
@@ -319,6 +330,89 @@ class FaultRegistry:
             raise
         except (ChaosError, TypeError, ValueError) as exc:
             raise SpecError(f"fault {call}: {exc}", expected=entry.signature()) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _ToxicFactory:
+    """``latency(800ms, downstream, duration=2s)``: a ToxicSpec class method, wrapped in the
+    module's NetworkToxic fault. A positional argument naming a stream sets the stream;
+    integer parameters take milliseconds as ``800ms`` or ``2s`` too."""
+
+    type_name: str
+    builder: Callable[..., Any]
+    fault_cls: type[Any]
+    stream_type: type[enum.Enum]
+
+    def from_args(self, args: Sequence[str], kwargs: Mapping[str, str]) -> Fault:
+        import inspect
+
+        params = [
+            p
+            for p in inspect.signature(self.builder).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        hints = typing.get_type_hints(self.builder)
+        values: dict[str, Any] = {}
+        positional = []
+        for text in args:
+            try:
+                values["stream"] = _convert("stream", self.stream_type, text)
+            except ValueError:
+                positional.append(text)
+        if len(positional) > len(params):
+            raise SpecError(
+                f"fault {self.type_name}: {len(positional)} arguments",
+                expected=", ".join(p.name for p in params),
+            )
+        named = dict(zip((p.name for p in params), positional, strict=False))
+        extra = dict(kwargs)
+        duration_text = extra.pop("duration", None)
+        for key, text in extra.items():
+            if key in named:
+                raise SpecError(f"fault {self.type_name}: parameter {key!r} given twice")
+            named[key] = text
+        for key, text in named.items():
+            hint = hints.get(key, str)
+            try:
+                if hint is int and text.strip().endswith("s"):
+                    values[key] = round(parse_duration(text) * 1000)
+                else:
+                    values[key] = _convert(key, hint, text)
+            except ValueError as exc:
+                raise SpecError(
+                    f"fault {self.type_name}: {key}={text!r}: {exc}", expected=_type_name(hint)
+                ) from None
+        try:
+            spec = self.builder(**values)
+        except TypeError as exc:
+            raise SpecError(f"fault {self.type_name}: {exc}") from None
+        duration = None
+        if duration_text is not None and duration_text.strip().lower() not in _NONE:
+            try:
+                duration = parse_duration(duration_text)
+            except ValueError as exc:
+                raise SpecError(f"fault {self.type_name}: duration: {exc}") from None
+        fault: Fault = self.fault_cls(spec, duration)
+        return fault
+
+
+def _register_toxics(registry: FaultRegistry, module: types.ModuleType) -> int:
+    """Register ``ToxicSpec.<type>`` builders as faults named after the toxic type."""
+    spec_cls = getattr(module, "ToxicSpec", None)
+    toxic_cls = getattr(module, "NetworkToxic", None)
+    type_enum = getattr(module, "ToxicType", None)
+    stream_enum = getattr(module, "Stream", None)
+    if spec_cls is None or toxic_cls is None or type_enum is None or stream_enum is None:
+        return 0
+    count = 0
+    for member in type_enum:
+        builder = getattr(spec_cls, str(member.value), None)
+        if callable(builder) and str(member.value) != "noop":
+            factory = _ToxicFactory(str(member.value), builder, toxic_cls, stream_enum)
+            doc = (getattr(builder, "__doc__", None) or "").strip().split("\n")[0]
+            registry.register(str(member.value), factory, summary=doc, replace=True)  # type: ignore[arg-type]
+            count += 1
+    return count
 
 
 def _builtin(registry: FaultRegistry) -> None:

@@ -189,3 +189,16 @@ def test_options_are_checked() -> None:
     ):
         with pytest.raises(ConfigError):
             ChaosOptions.parse(**kwargs)  # type: ignore[arg-type]
+
+
+def test_network_faults_plug_in_by_name() -> None:
+    registry = default_registry()
+    latency = registry.parse("latency(800ms, downstream, duration=2s)")
+    assert latency.name == "latency(800ms,downstream)"
+    assert latency.duration == 2.0
+    assert registry.parse("latency(800, upstream)").name == "latency(800ms,upstream)"
+    assert registry.parse("down").name == "down"
+    assert registry.parse("down(duration=1s)").duration == 1.0
+    assert "reset_peer" in registry.names
+    with pytest.raises(SpecError, match="latency"):
+        registry.parse("latency(fast)")
