@@ -337,6 +337,7 @@ class _Reporter:
         self.config = config
         self.entries: list[ScoreEntry] = []
         self.results: Path | None = None
+        self.report: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from harness.report.terminal import entry_from_properties
@@ -360,6 +361,10 @@ class _Reporter:
             chaos.options.report_dir,
             meta={"seed": seed, "backend": chaos.options.backend.value},
         )
+        if self.results is not None:
+            from harness.report.html import write_report
+
+            self.report = write_report([self.results], self.results.parent / "report.html")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from harness.report.terminal import render_scorecard
@@ -371,6 +376,8 @@ class _Reporter:
             terminalreporter.write_line(line)
         if self.results is not None:
             terminalreporter.write_line(f"results: {self.results}")
+        if self.report is not None:
+            terminalreporter.write_line(f"report:  {self.report}")
         hook = self.config.hook
         for sections in hook.pytest_deploy_chaos_report_sections(entries=list(self.entries)):
             for title, text in sections:

@@ -38,6 +38,7 @@ class ReportRun:
     summary: str
     reasons: tuple[str, ...]
     outcome: Mapping[str, Any]
+    verdicts: Mapping[str, Any]
 
     @property
     def anchor(self) -> str:
@@ -50,16 +51,17 @@ def _run_from_record(record: Mapping[str, Any]) -> ReportRun:
     key = str(record.get("key") or outcome.get("scenario", "?"))
     return ReportRun(
         key=key,
-        scenario=str(outcome.get("scenario") or key.split("[", 1)[0]),
-        fault=str(outcome.get("fault", "?")),
-        point=str(outcome.get("point", "?")),
-        strategy=str(outcome.get("strategy", "?")),
+        scenario=str(record.get("scenario") or outcome.get("scenario") or key.split("[", 1)[0]),
+        fault=str(record.get("fault") or outcome.get("fault", "?")),
+        point=str(record.get("point") or outcome.get("point", "?")),
+        strategy=str(record.get("strategy") or outcome.get("strategy", "?")),
         seed=record.get("seed", outcome.get("seed")),
         replay=str(record.get("replay", "")),
         cell=str(judgement.get("cell", "unexpected failure")),
         summary=str(judgement.get("summary", "the run produced no judgement")),
         reasons=tuple(str(r) for r in judgement.get("reasons", ())),
         outcome=outcome,
+        verdicts=record.get("verdicts") or outcome.get("verdicts") or {},
     )
 
 
@@ -238,8 +240,7 @@ def _series_svg(series: Sequence[Any], x: Callable[[float], float], top: float) 
 # -- per run --------------------------------------------------------------------------------
 
 
-def _verdicts(outcome: Mapping[str, Any]) -> str:
-    verdicts = outcome.get("verdicts") or {}
+def _verdicts(verdicts: Mapping[str, Any]) -> str:
     if not verdicts:
         return "<p>No verdicts recorded.</p>"
     rows = []
@@ -285,7 +286,7 @@ def _run_section(run: ReportRun) -> str:
         f"({float(outcome.get('fault_seconds') or 0):.1f}s inside the fault)</dd>"
         "</dl>"
         + _timeline_svg(run)
-        + _verdicts(outcome)
+        + _verdicts(run.verdicts)
         + (f"<h4>errors</h4><ul>{errors}</ul>" if errors else "")
         + "</section>"
     )

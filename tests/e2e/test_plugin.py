@@ -293,6 +293,8 @@ def test_results_json_and_junit_properties(pytester: pytest.Pytester) -> None:
     key = "ledger_currency[db_crash-before:migrate:0003-halt]"
     assert verdicts[key] == ("unexpected failure", {"recovery": "valid", "conservation": "invalid"})
     assert not list((pytester.path / "out").glob("partial-*")), "partials are merged away"
+    page = (pytester.path / "out" / "report.html").read_text()
+    assert page.count('class="cell ') == 12, "report.html beside results.json, a cell per run"
     tree = ET.parse(pytester.path / "junit.xml")
     case = next(c for c in tree.iter("testcase") if c.get("name") == key)
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
