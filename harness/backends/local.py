@@ -517,6 +517,8 @@ class LocalBackend:
                         errors.append(error)
         finally:
             try:
+                for template in self._templates.values():
+                    template.close()
                 if self._proxy_server is not None:
                     self._proxy_server.stop()
             finally:
