@@ -274,8 +274,10 @@ def test_database_crash_exceeds_the_unavailability_budget(
         local_backend,
         tmp_path,
         _target(availability=Availability(max_unavailable_s=0.3)),
-        DbCrash(),
-        "during:migrate:0004",
+        # Down until recovery starts: after the step, the health checks fail for the whole
+        # health grace (2 s) before detection, so the outage cannot end early by chance.
+        DbCrash(duration=None),
+        "after:migrate:0003",
         "rollback",
     )
     availability = verdicts["availability"]
