@@ -40,6 +40,9 @@ TARGET = load_target(str(ROOT / "examples/ledger/target.py"))
 V1 = ("0001", "0002")
 V2_EXPAND = ("0001", "0002", "0003", "0004")
 ALL = ("0001", "0002", "0003", "0004", "0005")
+#: The backfill's statement seen running in pg_stat_activity: a ``during`` fault lands
+#: mid-backfill whatever the machine's load (a fixed delay may land before or after it).
+BACKFILL = r"UPDATE (accounts|transfers)"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def _run(
     *,
     fix: str | None = None,
     recover_after: str | None = None,
+    statement: str | None = None,
 ) -> tuple[RunOutcome, Observed]:
     seen: list[Observed] = []
     spec = RunSpec(
@@ -81,7 +85,7 @@ def _run(
         "v1",
         "v2",
         fault,
-        parse_point(point),
+        parse_point(point, statement=statement),
         StrategyName(strategy),
         fix=fix,
         recover_after=recover_after,
@@ -107,7 +111,9 @@ def _run(
 
 
 def test_db_crash_during_backfill_then_rollback(local_backend: LocalBackend) -> None:
-    outcome, seen = _run(local_backend, DbCrash(), "during:migrate:0004", "rollback")
+    outcome, seen = _run(
+        local_backend, DbCrash(), "during:migrate:0004", "rollback", statement=BACKFILL
+    )
     assert outcome.detected is not None
     assert "migrate:0004" in outcome.detected
     assert outcome.recovered is True
@@ -167,7 +173,12 @@ def test_kill_migration_mid_backfill_then_roll_forward_with_fix(
     local_backend: LocalBackend,
 ) -> None:
     outcome, seen = _run(
-        local_backend, KillMigration(), "during:migrate:0004", "roll_forward", fix="v2.1"
+        local_backend,
+        KillMigration(),
+        "during:migrate:0004",
+        "roll_forward",
+        fix="v2.1",
+        statement=BACKFILL,
     )
     assert outcome.detected is not None
     assert "migrate:0004" in outcome.detected
@@ -324,9 +335,17 @@ def test_partition_before_expand_then_rollback(local_backend: LocalBackend) -> N
     assert seen.releases == ("v1", "v1")
 
 
-def test_reset_peer_during_backfill_then_roll_forward(local_backend: LocalBackend) -> None:
-    fault = NetworkToxic(ToxicSpec.reset_peer(0, stream=Stream.UPSTREAM), duration=None)
-    outcome, seen = _run(local_backend, fault, "during:migrate:0004", "roll_forward", fix="v2.1")
+def test_timeout_toxic_during_backfill_then_roll_forward(local_backend: LocalBackend) -> None:
+    # A timeout toxic stalls the backfill's open connection and closes it after 500 ms.
+    fault = NetworkToxic(ToxicSpec.timeout(500, stream=Stream.UPSTREAM), duration=None)
+    outcome, seen = _run(
+        local_backend,
+        fault,
+        "during:migrate:0004",
+        "roll_forward",
+        fix="v2.1",
+        statement=BACKFILL,
+    )
     assert outcome.detected is not None
     assert "migrate:0004" in outcome.detected
     assert outcome.recovered is True
