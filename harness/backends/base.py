@@ -8,11 +8,12 @@ The local backend (processes) and the docker backend (containers) both implement
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from harness.spec import Release, Target
 
@@ -28,6 +29,7 @@ __all__ = [
     "RunningCommand",
     "Service",
     "Stack",
+    "launch_stack",
 ]
 
 
@@ -219,3 +221,29 @@ class Backend(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class _Launchable(Protocol):
+    def start(self, release: Release, instances: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Launchable)
+
+
+def launch_stack(stacks: list[_S], stack: _S, release: Release, instances: int) -> _S:
+    """What every backend's ``start_stack`` does once it has built ``stack``: track it (so
+    the backend's close tears it down), start it, and close it when starting fails half-way."""
+    from harness.errors import SpecError
+
+    if instances < 1:
+        raise SpecError(f"instances={instances}", expected="at least 1")
+    stacks.append(stack)
+    try:
+        stack.start(release, instances)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            stack.close()
+        raise
+    return stack

@@ -47,7 +47,7 @@ from psycopg import sql as pgsql
 
 from harness._runstate import RunDir, process_start_time, reap
 from harness._wait import wait_for
-from harness.backends.base import CommandResult, ProxyRoute
+from harness.backends.base import CommandResult, ProxyRoute, launch_stack
 from harness.backends.postgres import free_port
 from harness.errors import (
     AppNotHealthy,
@@ -1178,20 +1178,10 @@ class DockerBackend:
         instances: int = 2,
         name: str | None = None,
     ) -> DockerStack:
-        if instances < 1:
-            raise SpecError(f"instances={instances}", expected="at least 1")
         with self._lock:
             self._names += 1
             stack_name = name or f"{target.name}-{self._names}"
-        stack = DockerStack(self, target, stack_name)
-        self._stacks.append(stack)
-        try:
-            stack.start(release, instances)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                stack.close()
-            raise
-        return stack
+        return launch_stack(self._stacks, DockerStack(self, target, stack_name), release, instances)
 
     def forget_stack(self, stack: DockerStack) -> None:
         with contextlib.suppress(ValueError):

@@ -27,7 +27,7 @@ import psycopg
 
 from harness._runstate import RunDir, reap
 from harness._wait import wait_for
-from harness.backends.base import CommandResult, ProxyRoute
+from harness.backends.base import CommandResult, ProxyRoute, launch_stack
 from harness.backends.postgres import PgBinaries, PgCluster, PgTemplate, find_pg_binaries, free_port
 from harness.errors import (
     AppNotHealthy,
@@ -488,20 +488,10 @@ class LocalBackend:
         instances: int = 2,
         name: str | None = None,
     ) -> LocalStack:
-        if instances < 1:
-            raise SpecError(f"instances={instances}", expected="at least 1")
         with self._lock:
             self._names += 1
             stack_name = name or f"{target.name}-{self._names}"
-        stack = LocalStack(self, target, stack_name)
-        self._stacks.append(stack)
-        try:
-            stack.start(release, instances)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                stack.close()
-            raise
-        return stack
+        return launch_stack(self._stacks, LocalStack(self, target, stack_name), release, instances)
 
     def forget_stack(self, stack: LocalStack) -> None:
         with contextlib.suppress(ValueError):
