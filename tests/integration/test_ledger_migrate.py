@@ -260,3 +260,45 @@ def test_rerunning_v2_backfill_overwrites_eur_and_v2_1_does_not(pg_url: str) -> 
         migrate(pg_url, release, "0004")
         assert _currencies(pg_url, "accounts") == expected, release
         migrate(pg_url, release, "0002")
+
+
+def test_v2_1_contract_retries_a_deadlock_with_a_transfer(pg_url: str) -> None:
+    # A transfer reads transfers (idempotency key) and then locks accounts; v2.1's contract
+    # locks accounts, then transfers. The migration waits first, so it is the one PostgreSQL
+    # aborts, and it retries in a savepoint (whose rollback releases its locks).
+    migrate(pg_url, "v2", "0004")
+    execute(pg_url, "INSERT INTO accounts (owner, currency) VALUES ('a', 'USD')")
+    with psycopg.connect(pg_url) as transfer, psycopg.connect(pg_url, autocommit=True) as observer:
+        transfer.execute("SET deadlock_timeout = '30s'")
+        transfer.execute("SELECT count(*) FROM transfers WHERE idempotency_key = 'k'")
+        contract = subprocess.Popen(
+            [sys.executable, "-m", "ledger.migrate", "--release", "v2.1", "--to", "0005"],
+            cwd=LEDGER_DIR,
+            env=_env(pg_url, MIGRATE_LOCK_TIMEOUT="20s"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+
+            def contract_waits_on_a_lock() -> bool:
+                row = observer.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity"
+                    " WHERE application_name = 'ledger-migrate'"
+                    " AND datname = current_database() AND state = 'active'"
+                ).fetchone()
+                return row is not None and row[0] == "Lock"
+
+            wait_for(contract_waits_on_a_lock, what="the contract waiting on a lock", timeout=10)
+            # Closes the cycle; returns once the migration was aborted and let go of accounts.
+            transfer.execute("SELECT id FROM accounts ORDER BY id FOR UPDATE").fetchall()
+            transfer.commit()
+            out, _ = contract.communicate(timeout=30)
+        finally:
+            if contract.poll() is None:
+                os.killpg(contract.pid, signal.SIGKILL)
+                contract.wait()
+    assert contract.returncode == 0, out
+    assert "attempt 1 of 5: DeadlockDetected, retrying" in out
+    assert applied(pg_url) == ALL

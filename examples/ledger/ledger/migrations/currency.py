@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import psycopg
+import psycopg.errors
 
 from ledger.errors import MigrationFailed
 from ledger.migrations.model import StepContext
@@ -110,23 +111,44 @@ def contract_with_validation(ctx: StepContext) -> None:
     Rows left NULL (written by v1 instances after the backfill) are set to USD (v1 only
     knows USD) under an exclusive lock, so none can appear before NOT NULL is set. Works
     whether v2's 0005 was half-applied or not at all.
+
+    Under traffic the two table locks can deadlock with a transfer (which reads
+    ``transfers`` by idempotency key, then locks ``accounts``, then inserts into
+    ``transfers``): no lock order avoids every such cycle, so each attempt runs in a
+    savepoint and a deadlock or lock timeout retries it, releasing the locks in between.
     """
-    try:
-        ctx.conn.execute("LOCK TABLE accounts, transfers IN ACCESS EXCLUSIVE MODE")
-        for table in TABLES:
-            cursor = ctx.conn.execute(f"UPDATE {table} SET currency = 'USD' WHERE currency IS NULL")
-            if cursor.rowcount:
-                ctx.progress(
-                    f"{table}: {cursor.rowcount} rows written since the backfill set to USD"
-                )
-            remaining = ctx.conn.execute(
-                f"SELECT count(*) FROM {table} WHERE currency IS NULL"
-            ).fetchone()
-            if remaining and remaining[0]:
-                raise MigrationFailed(
-                    "0005", "up", f"{table} still has {remaining[0]} rows without a currency"
-                )
-            ctx.progress(f"{table}: no NULL currency left; setting NOT NULL")
-            ctx.conn.execute(f"ALTER TABLE {table} ALTER COLUMN currency SET NOT NULL")
-    except psycopg.Error as exc:
-        raise _fail("0005", "up", exc) from exc
+    for attempt in range(1, _CONTRACT_ATTEMPTS + 1):
+        try:
+            with ctx.conn.transaction():
+                _lock_complete_contract(ctx)
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
+            if attempt == _CONTRACT_ATTEMPTS:
+                raise _fail("0005", "up", exc) from exc
+            ctx.progress(
+                f"attempt {attempt} of {_CONTRACT_ATTEMPTS}: {type(exc).__name__}, retrying"
+            )
+            time.sleep(0.05 * attempt)
+        except psycopg.Error as exc:
+            raise _fail("0005", "up", exc) from exc
+
+
+#: How often v2.1's contract tries to take its locks under traffic.
+_CONTRACT_ATTEMPTS = 5
+
+
+def _lock_complete_contract(ctx: StepContext) -> None:
+    ctx.conn.execute("LOCK TABLE accounts, transfers IN ACCESS EXCLUSIVE MODE")
+    for table in TABLES:
+        cursor = ctx.conn.execute(f"UPDATE {table} SET currency = 'USD' WHERE currency IS NULL")
+        if cursor.rowcount:
+            ctx.progress(f"{table}: {cursor.rowcount} rows written since the backfill set to USD")
+        remaining = ctx.conn.execute(
+            f"SELECT count(*) FROM {table} WHERE currency IS NULL"
+        ).fetchone()
+        if remaining and remaining[0]:
+            raise MigrationFailed(
+                "0005", "up", f"{table} still has {remaining[0]} rows without a currency"
+            )
+        ctx.progress(f"{table}: no NULL currency left; setting NOT NULL")
+        ctx.conn.execute(f"ALTER TABLE {table} ALTER COLUMN currency SET NOT NULL")
