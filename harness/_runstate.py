@@ -1,6 +1,7 @@
 """Run directories: every process the harness starts is recorded under its run id.
 
-Layout, under the state root (``$DEPLOY_CHAOS_STATE_DIR`` or ``/tmp/deploy-chaos-<uid>``)::
+Layout, under the state root (``$DEPLOY_CHAOS_STATE_DIR``, else ``/dev/shm/deploy-chaos-<uid>``
+when ``/dev/shm`` is a tmpfs with room to spare, else ``/tmp/deploy-chaos-<uid>``)::
 
     <run_id>/owner.json          the session that owns the run: pid and process start time
     <run_id>/procs/<name>.json   one record per process group we started
@@ -32,17 +33,53 @@ __all__ = [
     "process_start_time",
     "reap",
     "state_root",
+    "state_roots",
 ]
 
 STATE_DIR_ENV = "DEPLOY_CHAOS_STATE_DIR"
 
 
+#: Free space /dev/shm needs before run directories go there (a container's default
+#: /dev/shm is 64 MiB: far too small for a few PostgreSQL data directories).
+SHM_MIN_FREE = 2 * 1024**3
+
+
+def _candidate_roots() -> list[Path]:
+    uid = os.getuid()
+    return [Path(f"/dev/shm/deploy-chaos-{uid}"), Path(f"/tmp/deploy-chaos-{uid}")]  # noqa: S108
+
+
+def _roomy_tmpfs(path: Path) -> bool:
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and stats.f_bavail * stats.f_frsize >= SHM_MIN_FREE
+
+
 def state_root() -> Path:
-    """Where run directories live."""
+    """Where run directories live.
+
+    Memory (``/dev/shm``) when it has room: the stacks' PostgreSQL data directories are
+    copied and written there without disk writeback, which on a busy machine costs more CPU
+    than the copy itself (see docs/decisions.md). ``$DEPLOY_CHAOS_STATE_DIR`` overrides.
+    """
     configured = os.environ.get(STATE_DIR_ENV)
-    root = Path(configured) if configured else Path(f"/tmp/deploy-chaos-{os.getuid()}")  # noqa: S108
+    if configured:
+        root = Path(configured)
+    else:
+        shm, tmp = _candidate_roots()
+        root = shm if shm.is_dir() or _roomy_tmpfs(shm.parent) else tmp
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
     return root
+
+
+def state_roots() -> list[Path]:
+    """Every place a session may have left run directories in (for the reaper)."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return [Path(configured)]
+    return [root for root in _candidate_roots() if root.is_dir()]
 
 
 def new_run_id() -> str:
@@ -166,12 +203,14 @@ def _owner_alive(run_path: Path) -> bool:
 
 
 def reap(root: Path | None = None, *, include_alive: bool = False) -> ReapReport:
-    """Kill the processes of dead runs and remove their directories."""
-    root = root or state_root()
+    """Kill the processes of dead runs and remove their directories (under ``root``, or
+    under every state root a session may have used)."""
+    roots = [root] if root is not None else state_roots()
     removed: list[str] = []
     killed: list[str] = []
     alive: list[str] = []
-    for run_path in sorted(p for p in root.iterdir() if p.is_dir()):
+    run_paths = [p for r in roots if r.is_dir() for p in sorted(r.iterdir()) if p.is_dir()]
+    for run_path in run_paths:
         if not include_alive and _owner_alive(run_path):
             alive.append(run_path.name)
             continue

@@ -84,7 +84,7 @@ def _doctor_docker(target_ref: str | None) -> bool:
 
 
 def _cmd_reap(args: argparse.Namespace) -> int:
-    from harness._runstate import reap, state_root
+    from harness._runstate import reap, state_roots
 
     report = reap(include_alive=args.all)
     for line in report.processes_killed:
@@ -92,7 +92,8 @@ def _cmd_reap(args: argparse.Namespace) -> int:
     for run_id in report.runs_removed:
         _say(f"removed run {run_id}")
     _say(
-        f"reaped {len(report.runs_removed)} dead run(s) under {state_root()}; "
+        f"reaped {len(report.runs_removed)} dead run(s) under "
+        f"{', '.join(map(str, state_roots())) or 'no state directory'}; "
         f"{len(report.runs_alive)} run(s) still owned by a live session"
     )
     from harness.backends.docker import engine_version, reap_docker

@@ -204,13 +204,16 @@ class RunCase:
         """``ledger_currency[db_crash-during:migrate:0004-rollback]`` (also RunOutcome.run_key)."""
         return f"{self.scenario.name}[{self.params}]"
 
-    def run_spec(self, seed: int) -> RunSpec:
-        """The engine's spec for this run, with ``seed`` as the run's seed."""
+    def run_spec(self, seed: int, data_seed: int | None = None) -> RunSpec:
+        """The engine's spec for this run, with ``seed`` as the run's seed (its workload's
+        draw) and ``data_seed`` as its seed data's (the scenario's base seed: the same data
+        in every cell of the matrix)."""
         sc = self.scenario
         kwargs: dict[str, Any] = {
             "fix": sc.upgrade.fix,
             "instances": sc.instances,
             "seed": seed,
+            "data_seed": data_seed,
             "scenario": sc.name,
             "recover_after": sc.recover_after,
         }

@@ -288,7 +288,7 @@ class ChaosSession:
             history.parent.mkdir(parents=True, exist_ok=True)
         return run_chaos(
             self.backend(),
-            case.run_spec(seed),
+            case.run_spec(seed, data_seed=self.base_seed_for(case)),
             progress=log.info,
             after_run=after_run,
             history_path=history,

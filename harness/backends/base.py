@@ -96,6 +96,11 @@ class Database(Service, Protocol):
     def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement as superuser and return its rows."""
 
+    def connect(
+        self, *, autocommit: bool = True, timeout: float = 5.0, dbname: str | None = None
+    ) -> Any:
+        """A superuser psycopg connection (for callers that run many statements)."""
+
     def stop(self) -> None: ...
 
     def backup(self, path: Path) -> None:
@@ -207,8 +212,11 @@ class Backend(Protocol):
         *,
         instances: int = 2,
         name: str | None = None,
+        seed: int | None = None,
     ) -> Stack:
-        """Database up (from a template), release's migrations applied, instances healthy."""
+        """Database up (from a template), release's migrations applied, the target's seed
+        data loaded with ``seed`` (when given and the target has a seed command), instances
+        healthy."""
 
     def close(self) -> None:
         """Tear down every stack still open and remove the run's resources."""
@@ -224,7 +232,7 @@ class Backend(Protocol):
 
 
 class _Launchable(Protocol):
-    def start(self, release: Release, instances: int) -> None: ...
+    def start(self, release: Release, instances: int, seed: int | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -232,7 +240,9 @@ class _Launchable(Protocol):
 _S = TypeVar("_S", bound=_Launchable)
 
 
-def launch_stack(stacks: list[_S], stack: _S, release: Release, instances: int) -> _S:
+def launch_stack(
+    stacks: list[_S], stack: _S, release: Release, instances: int, seed: int | None = None
+) -> _S:
     """What every backend's ``start_stack`` does once it has built ``stack``: track it (so
     the backend's close tears it down), start it, and close it when starting fails half-way."""
     from harness.errors import SpecError
@@ -241,7 +251,7 @@ def launch_stack(stacks: list[_S], stack: _S, release: Release, instances: int) 
         raise SpecError(f"instances={instances}", expected="at least 1")
     stacks.append(stack)
     try:
-        stack.start(release, instances)
+        stack.start(release, instances, seed)
     except BaseException:
         with contextlib.suppress(Exception):
             stack.close()

@@ -932,7 +932,7 @@ class DockerStack:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self, release: Release, instances: int) -> None:
+    def start(self, release: Release, instances: int, seed: int | None = None) -> None:
         images = [self.image_of(release)]
         self.backend.ensure_images(
             [
@@ -951,6 +951,17 @@ class DockerStack:
         self.db_proxy = self.proxy.create_route()
         if release.migrations:
             self.migrate(release, release.last_migration)
+        if seed is not None and self.target.seed_command:
+            seeded = self.start_command(
+                release, self.target.seed_command, {"seed": str(seed)}
+            ).wait(timeout=300)
+            if not seeded.ok:
+                raise ServiceError(
+                    f"{self.name}.seed",
+                    f"seed data (seed {seed})",
+                    f"exit status {seeded.returncode}",
+                    seeded.output[-3000:],
+                )
         self.apps = [DockerApp(self, i, release) for i in range(instances)]
         with ThreadPoolExecutor(max_workers=max(1, instances)) as pool:
             for future in [pool.submit(app.launch) for app in self.apps]:
@@ -1177,11 +1188,13 @@ class DockerBackend:
         *,
         instances: int = 2,
         name: str | None = None,
+        seed: int | None = None,
     ) -> DockerStack:
         with self._lock:
             self._names += 1
             stack_name = name or f"{target.name}-{self._names}"
-        return launch_stack(self._stacks, DockerStack(self, target, stack_name), release, instances)
+        stack = DockerStack(self, target, stack_name)
+        return launch_stack(self._stacks, stack, release, instances, seed)
 
     def forget_stack(self, stack: DockerStack) -> None:
         with contextlib.suppress(ValueError):

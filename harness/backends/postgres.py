@@ -23,7 +23,7 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,13 +201,24 @@ class PgTemplate:
     """
 
     def __init__(
-        self, binaries: PgBinaries, run: RunDir, database: str, *, spares: int = 2
+        self,
+        binaries: PgBinaries,
+        run: RunDir,
+        database: str,
+        *,
+        spares: int = 2,
+        name: str | None = None,
+        build: Callable[[Path], None] | None = None,
     ) -> None:
         self.binaries = binaries
         self.run_as = pg_run_as()
         self.database = database
-        self.path = run.subdir("templates", database) / "data"
-        self._spare_dir = run.subdir("templates", database, "spares")
+        self.name = name or database
+        #: Makes the data directory at the given path (instead of initdb): a prepared
+        #: template, e.g. the base one with a release's migrations and seed data applied.
+        self._build = build
+        self.path = run.subdir("templates", self.name) / "data"
+        self._spare_dir = run.subdir("templates", self.name, "spares")
         self._spares_wanted = spares
         self._spares: list[Path] = []
         self._made = 0
@@ -258,8 +269,16 @@ class PgTemplate:
             filler.join()
 
     def ensure(self) -> Path:
-        """initdb (once) and create the database in single-user mode; return the directory."""
+        """initdb (once) and create the database in single-user mode; return the directory.
+
+        A template made with ``build`` calls it (once) instead.
+        """
         if self._ready:
+            return self.path
+        if self._build is not None:
+            self._build(self.path)
+            self._ready = True
+            self._refill()
             return self.path
         parent = self.path.parent
         _chown_tree(parent, self.run_as)
@@ -463,12 +482,15 @@ class PgCluster:
             ready,
             what=f"{self.name} to accept connections on port {self.port}",
             timeout=timeout,
+            max_interval=0.03,
             transient=(psycopg.OperationalError,),
             log_tail=self.log_tail,
         )
 
-    def stop(self, *, timeout: float = 15.0) -> None:
-        """Fast shutdown (SIGINT); SIGKILL the group if it does not stop in time."""
+    def stop(self, *, timeout: float = 15.0, immediate: bool = False) -> None:
+        """Fast shutdown (SIGINT), or with ``immediate`` PostgreSQL's immediate shutdown
+        (SIGQUIT: no checkpoint; for data about to be thrown away); SIGKILL the group if it
+        does not stop in time."""
         proc = self._proc
         if proc is None:
             return
@@ -476,7 +498,7 @@ class PgCluster:
             if self._paused:
                 self.resume()
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -521,9 +543,10 @@ class PgCluster:
         self.start(timeout=timeout)
 
     def close(self) -> None:
-        """Stop whatever is left; tolerate a half-started or already-dead server."""
+        """Stop whatever is left (immediate shutdown: the data directory is thrown away);
+        tolerate a half-started or already-dead server."""
         try:
-            self.stop(timeout=10)
+            self.stop(timeout=10, immediate=True)
         finally:
             self._reap_group()
 
@@ -561,4 +584,4 @@ class PgCluster:
                 return True
             return False
 
-        wait_for(gone, what=f"{self.name}'s processes to exit", timeout=10)
+        wait_for(gone, what=f"{self.name}'s processes to exit", timeout=10, max_interval=0.03)

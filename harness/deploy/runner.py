@@ -126,6 +126,9 @@ class RunSpec:
     fix: str | None = None
     instances: int = 2
     seed: int = 0
+    #: The seed of the target's seed data; None: ``seed``. A scenario gives every run the
+    #: same data (its base seed) and each run its own workload draw (``seed``).
+    data_seed: int | None = None
     scenario: str = "adhoc"
     recover_after: str | None = None
     step_timeout: float = 120.0
@@ -216,6 +219,14 @@ def _step_release(ctx: FaultContext, plan: Plan) -> Any:
     return ctx.release_override or plan.dest
 
 
+#: What a statement-triggered ``during`` point watches: statements running right now in
+#: every session but the harness's own.
+_ACTIVE_STATEMENTS = (
+    "SELECT query FROM pg_stat_activity WHERE state = 'active' "
+    "AND pid <> pg_backend_pid() AND application_name NOT LIKE 'deploy-chaos%'"
+)
+
+
 class _DuringTrigger:
     """Fires the fault while a step runs: after a delay, or when a statement is seen."""
 
@@ -246,19 +257,30 @@ class _DuringTrigger:
         pattern = re.compile(self._point.statement, re.IGNORECASE)
         if self._point.delay and self._done.wait(self._point.delay):
             return
-        while not self._done.is_set():
-            try:
-                rows = self._stack.database.sql(
-                    "SELECT query FROM pg_stat_activity WHERE state = 'active' "
-                    "AND pid <> pg_backend_pid() AND application_name NOT LIKE 'deploy-chaos%'"
-                )
-            except Exception:
-                rows = []
-            for (query,) in rows:
-                if query and pattern.search(str(query)):
-                    self._fire_once(f"statement seen running: {str(query)[:200]}")
-                    return
-            self._done.wait(0.01)
+        # One connection for the whole watch (a new one every 10 ms costs a server process
+        # each time); opened again after a failure (the fault may be a database crash).
+        conn: Any = None
+        try:
+            while not self._done.is_set():
+                rows: list[tuple[Any, ...]] = []
+                try:
+                    if conn is None:
+                        conn = self._stack.database.connect(timeout=2)
+                    rows = conn.execute(_ACTIVE_STATEMENTS).fetchall()
+                except Exception:
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                    conn = None
+                for (query,) in rows:
+                    if query and pattern.search(str(query)):
+                        self._fire_once(f"statement seen running: {str(query)[:200]}")
+                        return
+                self._done.wait(0.01)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     def finish(self) -> None:
         """The step ended: stop watching; fire now if the trigger never did."""
@@ -394,30 +416,24 @@ def run_chaos(
     if workload is None and spec.target_workload and spec.target.workload is not None:
         workload = ClientWorkload(spec.target.workload, seed=spec.seed)
         say(f"{outcome.run_key}: workload seed {spec.seed}")
+    data_seed = spec.seed if spec.data_seed is None else spec.data_seed
     recovery = Verdict.valid(needed=False)
     baselines: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
-    say(f"{outcome.run_key}: starting stack on {spec.source}")
+    say(f"{outcome.run_key}: starting stack on {spec.source} (seed data: seed {data_seed})")
     with (
-        backend.start_stack(spec.target, plan.source, instances=spec.instances) as stack,
+        backend.start_stack(
+            spec.target, plan.source, instances=spec.instances, seed=data_seed
+        ) as stack,
         tempfile.TemporaryDirectory(prefix="deploy-chaos-backup-") as tmp,
     ):
         ctx = FaultContext(stack, plan)
         faults = _Faults(spec.fault, ctx, timeline, errors)
-        if spec.target.seed_command:
-            say(f"{outcome.run_key}: seeding data")
-            seeded = stack.start_command(
-                plan.source, spec.target.seed_command, {"seed": str(spec.seed)}
-            ).wait(timeout=spec.step_timeout)
-            if not seeded.ok:
-                raise ServiceError(
-                    f"{stack.name}.seed",
-                    "seed data",
-                    f"exit status {seeded.returncode}",
-                    seeded.output[-3000:],
-                )
-        backup = Path(tmp) / "before-plan.dump"
-        stack.database.backup(backup)
+        # The backup the restore strategy restores; only taken when restore may be chosen.
+        backup: Path | None = None
+        if spec.strategy is StrategyName.RESTORE or controller is not None:
+            backup = Path(tmp) / "before-plan.dump"
+            stack.database.backup(backup)
         detection: Detection | None = None
         try:
             baselines, problems = take_baselines(invariants, stack)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -29,6 +30,9 @@ from psycopg import sql
 from harness.errors import SpecError, WorkloadRequestFailed
 from harness.invariants.base import EXAMPLES, CheckContext, Connection, Verdict
 from harness.workload.history import JsonValue, OpType, Scalar
+
+if TYPE_CHECKING:
+    from harness.workload.model import Answer
 
 __all__ = [
     "Availability",
@@ -712,6 +716,10 @@ class ReadBack:
         object.__setattr__(self, "absent_means", dict(self.absent_means))
 
 
+#: Read-backs in flight at once (each is one HTTP request to an instance).
+_READ_BACK_THREADS = 4
+
+
 @dataclass(frozen=True, slots=True)
 class ReadableByRunningRelease:
     """Every acknowledged entity (a seeded sample of ``sample`` per read-back) reads back
@@ -752,52 +760,60 @@ class ReadableByRunningRelease:
             paths = sorted(latest)
             chosen = rng.sample(paths, min(self.sample, len(paths)))
             entities += len(chosen)
-            for path in chosen:
+            asked = [(path, app) for path in chosen for app in apps]
+
+            def fetch(item: tuple[str, Any]) -> Answer | None:
+                try:
+                    return client.get(item[1].base_url, item[0])
+                except WorkloadRequestFailed:
+                    return None
+
+            # Read-backs are independent: a few at a time (the evidence keeps their order).
+            with ThreadPoolExecutor(max_workers=_READ_BACK_THREADS) as pool:
+                answers = list(pool.map(fetch, asked))
+            for (path, app), answer in zip(asked, answers, strict=True):
                 told = latest[path]
-                for app in apps:
-                    reads += 1
-                    try:
-                        answer = client.get(app.base_url, path)
-                    except WorkloadRequestFailed:
-                        unreachable += 1
+                reads += 1
+                if answer is None:
+                    unreachable += 1
+                    continue
+                where = f"{app.index}:{app.release}"
+                if not 200 <= answer.status < 300:
+                    unreadable += 1
+                    by_instance[where] += 1
+                    if len(examples) < EXAMPLES:
+                        examples.append(
+                            {
+                                "op": spec.op,
+                                "path": path,
+                                "instance": app.index,
+                                "release": app.release,
+                                "status": answer.status,
+                                "answer": answer.text[:300],
+                            }
+                        )
+                    continue
+                for name in spec.fields:
+                    if name not in told:
                         continue
-                    where = f"{app.index}:{app.release}"
-                    if not 200 <= answer.status < 300:
-                        unreadable += 1
-                        by_instance[where] += 1
-                        if len(examples) < EXAMPLES:
-                            examples.append(
-                                {
-                                    "op": spec.op,
-                                    "path": path,
-                                    "instance": app.index,
-                                    "release": app.release,
-                                    "status": answer.status,
-                                    "answer": answer.text[:300],
-                                }
-                            )
+                    read = answer.body.get(name, spec.absent_means.get(name))
+                    if read == told[name]:
                         continue
-                    for name in spec.fields:
-                        if name not in told:
-                            continue
-                        read = answer.body.get(name, spec.absent_means.get(name))
-                        if read == told[name]:
-                            continue
-                        mismatches[name] += 1
-                        by_instance[where] += 1
-                        if len(examples) < EXAMPLES:
-                            examples.append(
-                                {
-                                    "op": spec.op,
-                                    "path": path,
-                                    "instance": app.index,
-                                    "release": app.release,
-                                    "field": name,
-                                    "told": told[name],
-                                    "read": read if name in answer.body else None,
-                                    "absent": name not in answer.body,
-                                }
-                            )
+                    mismatches[name] += 1
+                    by_instance[where] += 1
+                    if len(examples) < EXAMPLES:
+                        examples.append(
+                            {
+                                "op": spec.op,
+                                "path": path,
+                                "instance": app.index,
+                                "release": app.release,
+                                "field": name,
+                                "told": told[name],
+                                "read": read if name in answer.body else None,
+                                "absent": name not in answer.body,
+                            }
+                        )
         evidence: dict[str, JsonValue] = {
             "entities": entities,
             "reads": reads,

@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.server_address[1],
                 f" with deliberate bug {bug.value}" if bug else "",
             )
-            server.serve_forever(poll_interval=0.1)
+            server.serve_forever(poll_interval=0.02)
     finally:
         pool.close(timeout=1.0)
     _log.info("stopped")
