@@ -18,6 +18,7 @@ valid choices::
       - {point: during:migrate:0004, statement: "UPDATE"}
     strategies: [rollback, roll_forward, halt]
     invariants: [recovery, durable_acknowledged_writes]   # optional: judge only these
+    workload: {rate: 20, clients: 4, timeout: 2}          # optional: overrides the target's
     exclude:
       - {fault: kill_migration, point: "after:*"}
     expect:
@@ -35,7 +36,7 @@ from __future__ import annotations
 import fnmatch
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,6 +69,9 @@ __all__ = [
 
 #: The verdict every run has: ``invalid`` when the recovery strategy itself failed.
 RECOVERY_VERDICT = "recovery"
+
+#: What a scenario's ``workload:`` may tune in its target's workload, and the types.
+WORKLOAD_SETTINGS: dict[str, type] = {"clients": int, "rate": float, "timeout": float}
 
 #: The invariants the harness checks after every run (see harness.invariants).
 BUILTIN_INVARIANTS = (
@@ -221,12 +225,8 @@ class RunCase:
             kwargs["step_timeout"] = sc.step_timeout
         if sc.health_grace is not None:
             kwargs["health_grace"] = sc.health_grace
-        # Workload and invariant selection reach the engine when it knows about them.
-        known = {f.name for f in fields(RunSpec)}
-        if "workload" in known and sc.workload:
-            kwargs["workload"] = dict(sc.workload)
-        if "invariants" in known and sc.invariants is not None:
-            kwargs["invariants"] = sc.invariants
+        if sc.workload:
+            kwargs["workload_settings"] = dict(sc.workload)
         return RunSpec(
             sc.target,
             sc.upgrade.source,
@@ -535,13 +535,29 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
             raise reader.error(node, f"workload is a {_kind(node)}", expected="a mapping")
         loaded = yaml.safe_load(yaml.serialize(node))
         for (key_node, value_node), (key, item) in zip(node.value, loaded.items(), strict=True):
-            if not isinstance(key, str) or not isinstance(item, (str, int, float, bool)):
+            if key not in WORKLOAD_SETTINGS:
                 raise reader.error(
-                    value_node if isinstance(key, str) else key_node,
-                    f"workload.{key}",
-                    expected="a name mapped to a string, number or boolean",
+                    key_node, f"unknown workload setting {key!r}", choices=list(WORKLOAD_SETTINGS)
+                )
+            kind = WORKLOAD_SETTINGS[key]
+            if (
+                isinstance(item, bool)
+                or not isinstance(item, (int, float))
+                or (kind is int and not isinstance(item, int))
+            ):
+                raise reader.error(
+                    value_node,
+                    f"workload.{key} is {item!r}",
+                    expected=f"a number ({kind.__name__})",
                 )
             workload[key] = item
+        if workload and target.workload is None:
+            raise reader.error(node, f"target {target.name!r} declares no workload to tune")
+        try:
+            if target.workload is not None:
+                replace(target.workload, **workload)  # type: ignore[arg-type]
+        except SpecError as exc:
+            raise reader.error(node, f"workload: {exc}") from None
 
     fault_names = [f.fault.name for f in faults]
     point_names = [p.point.name for p in points]

@@ -44,8 +44,9 @@ _CONTRACT = ("0005",)
 
 #: Backfills are throttled the way a team throttles them in production (a pause between
 #: batches): with the seed data (3,000 accounts, 6,000 transfers: 18 batches), 0004's
-#: UPDATEs run for about half a second, long enough to be caught half-way.
-_MIGRATE_ENV = {"LEDGER_BACKFILL_BATCH_SIZE": "500", "LEDGER_BACKFILL_PAUSE": "0.02"}
+#: UPDATEs run for about a third of a second, long enough to be caught half-way (a fault
+#: point that watches for the UPDATE fires within 10 ms of the first batch).
+_MIGRATE_ENV = {"LEDGER_BACKFILL_BATCH_SIZE": "500", "LEDGER_BACKFILL_PAUSE": "0.01"}
 
 
 def _release(name: str, *, runs: str | None = None, bug: str | None = None) -> Release:

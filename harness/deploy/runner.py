@@ -15,12 +15,13 @@ instances themselves.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -135,6 +136,8 @@ class RunSpec:
     health_grace: float = 2.0
     #: Run the target's own workload (when it declares one and none is passed in).
     target_workload: bool = True
+    #: Overrides of the target's workload settings (``clients``, ``rate``, ``timeout``).
+    workload_settings: Mapping[str, float] = field(default_factory=dict)
 
     def plan(self) -> Plan:
         plan = build_plan(
@@ -414,7 +417,10 @@ def run_chaos(
     timeline.add(EventKind.RUN_START, outcome.run_key)
     invariants = invariants_for(spec.target)
     if workload is None and spec.target_workload and spec.target.workload is not None:
-        workload = ClientWorkload(spec.target.workload, seed=spec.seed)
+        workload = ClientWorkload(
+            dataclasses.replace(spec.target.workload, **spec.workload_settings),  # type: ignore[arg-type]
+            seed=spec.seed,
+        )
         say(f"{outcome.run_key}: workload seed {spec.seed}")
     data_seed = spec.seed if spec.data_seed is None else spec.data_seed
     recovery = Verdict.valid(needed=False)

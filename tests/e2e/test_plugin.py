@@ -341,6 +341,7 @@ target: {LEDGER}
 upgrade: {{from: v1, to: v2, fix: v2.1}}
 seed: 3
 health_grace: 1s
+workload: {{rate: 20, clients: 3}}
 faults: [migration_fails_at(3)]
 points: [before:migrate:0003]
 strategies: [rollback, halt]
@@ -363,3 +364,10 @@ strategies: [rollback, halt]
         }
         assert {n: one[key][1].get(n) for n in known} == {n: two[key][1].get(n) for n in known}
         assert len(known) >= 6, f"{key}: most verdicts are known in both runs"
+    # The scenario's workload settings reached the engine.
+    runs = json.loads((pytester.path / "serial" / "results.json").read_text())["runs"]
+    notes = [
+        e["detail"] for r in runs for e in r["outcome"]["events"] if e["subject"] == "workload"
+    ]
+    assert len(notes) == 2
+    assert all(n.startswith("started: 3 clients, 20 ops/s") for n in notes), notes

@@ -106,6 +106,29 @@ def test_a_scenario_expands_to_its_matrix(tmp_path: Path) -> None:
     assert (spec.seed, spec.fix, spec.strategy) == (99, "v2.1", StrategyName.ROLLBACK)
 
 
+def test_workload_settings_reach_the_run_spec(tmp_path: Path) -> None:
+    scenario = _load(tmp_path, BASE + "workload: {rate: 12.5, clients: 2}\n")
+    spec = scenario.runs()[0].run_spec(1, data_seed=7)  # type: ignore[attr-defined]
+    assert dict(spec.workload_settings) == {"rate": 12.5, "clients": 2}
+    assert (spec.seed, spec.data_seed) == (1, 7)
+
+
+@pytest.mark.parametrize(
+    ("workload", "message"),
+    [
+        ("{rat: 10}", "unknown workload setting 'rat'"),
+        ("{rate: fast}", "workload.rate is 'fast'"),
+        ("{clients: 2.5}", "workload.clients is 2.5"),
+        ("{clients: 0}", "workload clients 0"),
+        ("[rate]", "workload is a list"),
+    ],
+)
+def test_bad_workload_settings(tmp_path: Path, workload: str, message: str) -> None:
+    error = _error(tmp_path, BASE + f"workload: {workload}\n")
+    assert error.line == 9, str(error)
+    assert message in str(error)
+
+
 def test_exclude_and_expect_select_runs(tmp_path: Path) -> None:
     text = BASE + (
         "exclude:\n  - {fault: 'kill_*', point: 'during:*'}\n"
