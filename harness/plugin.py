@@ -295,7 +295,9 @@ class ScenarioItem(pytest.Item):
             raise _RunFailed("\n".join(lines))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, _RunFailed):
+        # A failed run and a known hazard (xfail) say all there is in their message; a
+        # traceback of the plugin's own frames would cost 0.1 s each to render and say less.
+        if isinstance(excinfo.value, (_RunFailed, pytest.xfail.Exception)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 

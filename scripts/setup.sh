@@ -46,3 +46,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -c "import harness, psycopg, toxiproxy, testcontainers"
     touch "$stamp"
 fi
+# Every app start and migration is a fresh Python process: with PYTHONDONTWRITEBYTECODE set
+# (as on some CI machines) each would compile the sources again. Compiled once here, they
+# are read (never rewritten) even then; stale ones are ignored by Python.
+.venv/bin/python -m compileall -q harness examples >/dev/null
