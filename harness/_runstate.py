@@ -21,14 +21,17 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
+    "KEPT_FILE",
     "ProcRecord",
     "ReapReport",
     "RunDir",
+    "kept_runs",
     "new_run_id",
     "process_start_time",
     "reap",
@@ -163,11 +166,72 @@ class RunDir:
     def records(self) -> list[ProcRecord]:
         return list(_read_records(self.path))
 
+    def keep(self, records: Iterable[str], paths: Iterable[Path], about: dict[str, Any]) -> None:
+        """Let ``records`` (process names) and ``paths`` outlive the session: :meth:`close`
+        leaves them, session-start reaping skips the run, ``deploy-chaos reap`` removes it.
+        ``about`` (JSON) says what was kept and how to reach it."""
+        entries = _kept_entries(self.path)
+        entries.append(
+            {"records": sorted(records), "paths": [str(p) for p in paths], "about": about}
+        )
+        tmp = self.path / f".{KEPT_FILE}.tmp"
+        tmp.write_text(json.dumps(entries, indent=2))
+        tmp.replace(self.path / KEPT_FILE)
+
     def close(self) -> None:
-        """Kill whatever is still recorded and remove the directory."""
+        """Kill whatever is still recorded and remove the directory (except what was kept)."""
+        entries = _kept_entries(self.path)
+        if not entries:
+            for rec in _read_records(self.path):
+                rec.kill_group()
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        kept_names = {name for entry in entries for name in entry["records"]}
         for rec in _read_records(self.path):
-            rec.kill_group()
-        shutil.rmtree(self.path, ignore_errors=True)
+            if rec.name not in kept_names:
+                rec.kill_group()
+                (self.path / "procs" / f"{rec.name}.json").unlink(missing_ok=True)
+        keep = {self.path / "owner.json", self.path / KEPT_FILE, self.path / "procs"}
+        keep |= {Path(p) for entry in entries for p in entry["paths"]}
+        _prune(self.path, keep)
+
+
+#: The file in a run directory listing what outlives its session (see :meth:`RunDir.keep`).
+KEPT_FILE = "kept.json"
+
+
+def _kept_entries(run_path: Path) -> list[dict[str, Any]]:
+    try:
+        entries = json.loads((run_path / KEPT_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return entries if isinstance(entries, list) else []
+
+
+def kept_runs() -> list[tuple[Path, list[dict[str, Any]]]]:
+    """Run directories holding kept stacks, with what each kept."""
+    found = []
+    for root in state_roots():
+        if not root.is_dir():
+            continue
+        for run_path in sorted(p for p in root.iterdir() if p.is_dir()):
+            entries = _kept_entries(run_path)
+            if entries:
+                found.append((run_path, entries))
+    return found
+
+
+def _prune(directory: Path, keep: set[Path]) -> None:
+    """Remove everything under ``directory`` but the paths in ``keep`` (and their parents)."""
+    for child in directory.iterdir():
+        if child in keep:
+            continue
+        if any(child in k.parents for k in keep):
+            _prune(child, keep)
+        elif child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _read_records(run_path: Path) -> Iterator[ProcRecord]:
@@ -191,6 +255,8 @@ class ReapReport:
     runs_removed: tuple[str, ...]
     processes_killed: tuple[str, ...]
     runs_alive: tuple[str, ...]
+    #: Dead runs left alone because they hold kept stacks (``deploy-chaos reap`` removes them).
+    runs_kept: tuple[str, ...] = ()
 
 
 def _owner_alive(run_path: Path) -> bool:
@@ -202,17 +268,24 @@ def _owner_alive(run_path: Path) -> bool:
     return _alive(int(owner["pid"]), owner.get("start_time"))
 
 
-def reap(root: Path | None = None, *, include_alive: bool = False) -> ReapReport:
+def reap(
+    root: Path | None = None, *, include_alive: bool = False, include_kept: bool = False
+) -> ReapReport:
     """Kill the processes of dead runs and remove their directories (under ``root``, or
-    under every state root a session may have used)."""
+    under every state root a session may have used). Runs holding kept stacks (see
+    :meth:`RunDir.keep`) are left alone unless ``include_kept``."""
     roots = [root] if root is not None else state_roots()
     removed: list[str] = []
     killed: list[str] = []
     alive: list[str] = []
+    kept: list[str] = []
     run_paths = [p for r in roots if r.is_dir() for p in sorted(r.iterdir()) if p.is_dir()]
     for run_path in run_paths:
         if not include_alive and _owner_alive(run_path):
             alive.append(run_path.name)
+            continue
+        if not include_kept and _kept_entries(run_path):
+            kept.append(run_path.name)
             continue
         for rec in _read_records(run_path):
             if rec.alive():
@@ -220,4 +293,4 @@ def reap(root: Path | None = None, *, include_alive: bool = False) -> ReapReport
                 killed.append(f"{run_path.name}/{rec.name} (pid {rec.pid})")
         shutil.rmtree(run_path, ignore_errors=True)
         removed.append(run_path.name)
-    return ReapReport(tuple(removed), tuple(killed), tuple(alive))
+    return ReapReport(tuple(removed), tuple(killed), tuple(alive), tuple(kept))

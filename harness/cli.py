@@ -86,7 +86,7 @@ def _doctor_docker(target_ref: str | None) -> bool:
 def _cmd_reap(args: argparse.Namespace) -> int:
     from harness._runstate import reap, state_roots
 
-    report = reap(include_alive=args.all)
+    report = reap(include_alive=args.all, include_kept=True)
     for line in report.processes_killed:
         _say(f"killed {line}")
     for run_id in report.runs_removed:
@@ -101,7 +101,7 @@ def _cmd_reap(args: argparse.Namespace) -> int:
     if engine_version(timeout=3) is None:
         _say("no Docker engine answers: no containers or networks to reap")
         return 0
-    found = reap_docker(include_alive=args.all)
+    found = reap_docker(include_alive=args.all, include_kept=True)
     for name in (*found.containers_removed, *found.networks_removed, *found.volumes_removed):
         _say(f"removed {name}")
     _say(

@@ -82,7 +82,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option(
         "--chaos-keep",
         OPT_KEEP,
-        "keep a failed run's database dump, logs and addresses in the report directory",
+        "keep a failed run's stack running (and print how to connect; deploy-chaos reap"
+        " removes it), with its database dump and logs in the report directory",
         action="store_true",
         default=None,
     )
@@ -291,6 +292,8 @@ class ScenarioItem(pytest.Item):
                 lines.append(f"declared: {reason}")
             if record.error:
                 lines.append(f"error: {record.error}")
+            if record.kept:
+                lines += [f"kept: {line}" for line in record.kept.splitlines()]
             lines.append(f"seed {record.seed}; replay: {record.replay}")
             raise _RunFailed("\n".join(lines))
 

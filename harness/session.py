@@ -194,7 +194,7 @@ class RunRecord:
         for reason in self.judgement.reasons:
             lines.append(f"because  {reason}")
         if self.kept:
-            lines.append(f"kept     {self.kept}")
+            lines += [f"kept     {line}" for line in self.kept.splitlines()]
         if self.error:
             lines.append(f"error    {self.error}")
         outcome = self.outcome
@@ -295,11 +295,16 @@ class ChaosSession:
         )
 
     def _keep(self, case: RunCase, stack: Stack) -> str:
-        """Preserve a failed run's evidence: a dump of its database, service logs, addresses."""
+        """Keep a failed run's stack running (the backend's ``keep``: how to connect) and its
+        evidence on disk: a dump of its database, the service logs, the addresses."""
         directory = (self.options.report_dir or Path("chaos-report")) / "kept" / _slug(case.key)
         directory.mkdir(parents=True, exist_ok=True)
-        notes = [f"run {case.key}", f"database {stack.database.url}"]
-        notes += [f"{app.name} {app.base_url} ({app.release.name})" for app in stack.apps]
+        notes = [f"run {case.key}"]
+        try:
+            live = self.backend().keep(stack)
+        except (ChaosError, OSError) as exc:
+            live = [f"the stack could not be kept running ({exc}); it is torn down"]
+        notes += live
         try:
             stack.database.backup(directory / "database.dump")
             notes.append(f"restore: pg_restore -d <url> {directory / 'database.dump'}")
@@ -309,7 +314,7 @@ class ChaosSession:
             with contextlib.suppress(Exception):
                 (directory / f"{_slug(service.name)}.log").write_text(service.log_tail(500))
         (directory / "README.txt").write_text("\n".join(notes) + "\n")
-        return str(directory)
+        return "\n".join([f"evidence in {directory}", *live])
 
     def run(self, case: RunCase, nodeid: str) -> RunRecord:
         """Run ``case`` (or have ``execute`` produce it), judge it, record it."""

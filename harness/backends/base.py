@@ -218,6 +218,11 @@ class Backend(Protocol):
         data loaded with ``seed`` (when given and the target has a seed command), instances
         healthy."""
 
+    def keep(self, stack: Stack) -> list[str]:
+        """Leave ``stack`` running after the session (``--chaos-keep``): closing it, the
+        backend and session-start reaping spare it; ``deploy-chaos reap`` removes it.
+        Returns how to reach it (lines for a person: addresses, commands)."""
+
     def close(self) -> None:
         """Tear down every stack still open and remove the run's resources."""
 

@@ -45,9 +45,9 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-from harness._runstate import RunDir, process_start_time, reap
+from harness._runstate import RunDir, kept_runs, process_start_time, reap
 from harness._wait import wait_for
-from harness.backends.base import CommandResult, ProxyRoute, launch_stack
+from harness.backends.base import CommandResult, ProxyRoute, Stack, launch_stack
 from harness.backends.postgres import free_port
 from harness.errors import (
     AppNotHealthy,
@@ -280,13 +280,28 @@ def _owner_dead(labels: dict[str, str]) -> bool:
     return current is None or (start != "" and str(current) != start)
 
 
+def _kept_stacks() -> set[tuple[str, str]]:
+    """(run id, stack) of every docker stack kept with ``--chaos-keep``."""
+    return {
+        (run_path.name, str(entry["about"].get("stack", "")))
+        for run_path, entries in kept_runs()
+        for entry in entries
+        if isinstance(entry.get("about"), dict) and entry["about"].get("backend") == "docker"
+    }
+
+
 def reap_docker(
-    client: Any | None = None, *, include_alive: bool = False, run_id: str | None = None
+    client: Any | None = None,
+    *,
+    include_alive: bool = False,
+    run_id: str | None = None,
+    include_kept: bool = False,
 ) -> DockerReapReport:
     """Remove the containers, networks and volumes of dead sessions (by label).
 
     ``run_id`` limits it to one run (removed whatever its owner's state); ``include_alive``
-    also removes those of live sessions on this host.
+    also removes those of live sessions on this host. Stacks kept with ``--chaos-keep`` are
+    spared unless ``include_kept``.
     """
     own = client is None
     client = client or connect()
@@ -295,9 +310,12 @@ def reap_docker(
     networks: list[str] = []
     volumes: list[str] = []
     alive: set[str] = set()
+    kept = set() if include_kept else _kept_stacks()
 
     def doomed(labels: dict[str, str]) -> bool:
         rid = labels.get(LABEL_RUN, "")
+        if (rid, labels.get(LABEL_STACK, "")) in kept:
+            return False
         if run_id is not None:
             return rid == run_id
         if include_alive or _owner_dead(labels):
@@ -866,6 +884,8 @@ class DockerStack:
         self.name = name
         self.run_id = backend.run_id
         self.labels = {**backend.labels, LABEL_STACK: name}
+        #: Left running after the session (see :meth:`DockerBackend.keep`).
+        self.kept = False
         self.network: Any | None = None
         self.subnet = ""
         self.internal = False
@@ -1013,7 +1033,7 @@ class DockerStack:
 
     def close(self) -> None:
         """Remove every container of the stack (in parallel), then its network."""
-        if self._closed:
+        if self._closed or self.kept:
             return
         self._closed = True
         errors: list[BaseException] = []
@@ -1199,6 +1219,27 @@ class DockerBackend:
     def forget_stack(self, stack: DockerStack) -> None:
         with contextlib.suppress(ValueError):
             self._stacks.remove(stack)
+
+    def keep(self, stack: Stack) -> list[str]:
+        """Leave ``stack``'s containers and network running after the session
+        (``--chaos-keep``); ``deploy-chaos reap`` removes them."""
+        if not isinstance(stack, DockerStack) or stack.backend is not self:
+            raise BackendError(f"stack {stack.name} is not a stack of this backend")
+        db = stack.database
+        notes = [
+            f"stack {stack.name} kept running (run {self.run_id}, containers labelled "
+            f"{LABEL_STACK}={stack.name}); remove it with: deploy-chaos reap",
+            f"database: {db.url}",
+            f"  psql '{db.url}'",
+        ]
+        notes += [f"{app.name}: {app.base_url} ({app.release.name})" for app in stack.apps]
+        notes.append(f"proxy (Toxiproxy API): {stack.proxy.client.api_url}")
+        notes.append(f"containers: docker ps --filter label={LABEL_STACK}={stack.name}")
+        if not stack.kept:
+            stack.kept = True
+            self.forget_stack(stack)
+            self.run.keep([], [], {"stack": stack.name, "backend": "docker", "notes": notes})
+        return notes
 
     def close(self) -> None:
         """Close every open stack, then remove whatever still carries the run id."""

@@ -29,7 +29,7 @@ import psycopg
 
 from harness._runstate import RunDir, reap
 from harness._wait import wait_for
-from harness.backends.base import CommandResult, ProxyRoute, launch_stack
+from harness.backends.base import CommandResult, ProxyRoute, Stack, launch_stack
 from harness.backends.postgres import PgBinaries, PgCluster, PgTemplate, find_pg_binaries, free_port
 from harness.errors import (
     AppNotHealthy,
@@ -308,6 +308,8 @@ class LocalStack:
         )
         self.apps: list[LocalApp] = []
         self.db_proxy: ProxyRoute | None = None
+        #: Left running after the session (see :meth:`LocalBackend.keep`).
+        self.kept = False
         self._commands = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -411,7 +413,7 @@ class LocalStack:
         return self.apps[index]
 
     def close(self) -> None:
-        if self._closed:
+        if self._closed or self.kept:
             return
         self._closed = True
         errors: list[BaseException] = []
@@ -560,6 +562,58 @@ class LocalBackend:
             stack_name = name or f"{target.name}-{self._names}"
         stack = LocalStack(self, target, stack_name)
         return launch_stack(self._stacks, stack, release, instances, seed)
+
+    def keep(self, stack: Stack) -> list[str]:
+        """Leave ``stack`` running after the session (``--chaos-keep``).
+
+        Its instances reach the database through the session's proxy, which ends with the
+        session: the stack's route moves to a proxy server of its own (same listen port, so
+        the instances' database URL stays right; their open connections are cut and the
+        pools reconnect). The database, the instances and that proxy are recorded as kept:
+        the backend's close, the stack's close and session-start reaping leave them;
+        ``deploy-chaos reap`` removes them.
+        """
+        if not isinstance(stack, LocalStack) or stack.backend is not self:
+            raise BackendError(f"stack {stack.name} is not a stack of this backend")
+        if stack.kept:
+            return self._kept_notes(stack, None)
+        records = [stack.database.name, *(f"{stack.name}.{app.name}" for app in stack.apps)]
+        proxy_api: str | None = None
+        route = stack.db_proxy
+        if route is not None:
+            server = start_proxy_server(log_path=stack.directory / "proxy.log", detached=True)
+            self.run.record(f"{stack.name}.proxy", server.pid, ("deploy-chaos proxy",))
+            records.append(f"{stack.name}.proxy")
+            route.client.delete_proxy(route.name)
+            client = ToxiproxyClient(server.api_url)
+            client.create_proxy(
+                route.name,
+                f"127.0.0.1:{stack.database.port}",
+                listen=f"{route.listen_host}:{route.listen_port}",
+            )
+            stack.db_proxy = ProxyRoute(client, route.name, route.listen_host, route.listen_port)
+            proxy_api = server.api_url
+        stack.kept = True
+        self.forget_stack(stack)
+        notes = self._kept_notes(stack, proxy_api)
+        self.run.keep(records, [stack.directory], {"stack": stack.name, "notes": notes})
+        return notes
+
+    def _kept_notes(self, stack: LocalStack, proxy_api: str | None) -> list[str]:
+        db = stack.database
+        notes = [
+            f"stack {stack.name} kept running (run {self.run_id}); remove it with: "
+            "deploy-chaos reap",
+            f"database: {db.url}",
+            f"  psql '{db.url}'",
+        ]
+        notes += [f"{app.name}: {app.base_url} ({app.release.name})" for app in stack.apps]
+        if proxy_api is not None:
+            notes.append(
+                f"proxy between the instances and the database (Toxiproxy API): {proxy_api}"
+            )
+        notes.append(f"logs: {stack.directory}")
+        return notes
 
     def forget_stack(self, stack: LocalStack) -> None:
         with contextlib.suppress(ValueError):

@@ -136,10 +136,13 @@ def start_proxy_server(
     log_path: str | os.PathLike[str] | None = None,
     startup_timeout: float = 15.0,
     python: str = sys.executable,
+    detached: bool = False,
 ) -> ProxyServerProcess:
     """Start the embedded proxy server in its own process and wait until ``/version`` answers.
 
-    ``port`` None picks a free port. The child exits on its own if this process dies. Its
+    ``port`` None picks a free port. The child exits on its own if this process dies, unless
+    ``detached``: then it runs in a session of its own and outlives this process (a kept
+    stack's proxy; the reaper removes it). Its
     output goes to ``log_path`` (a temporary file by default), whose tail is attached to
     :class:`ProxyStartError` when it fails to start.
     """
@@ -154,12 +157,17 @@ def start_proxy_server(
         else:
             path = log
         argv = [python, "-m", "harness.proxy", "--host", host, "--port", str(chosen)]
-        argv += ["--parent-pid", str(os.getpid())]
+        if not detached:
+            argv += ["--parent-pid", str(os.getpid())]
         if seed is not None:
             argv += ["--seed", str(seed)]
         with path.open("ab") as out:
             child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=detached,
             )
         server = ProxyServerProcess(child, host, chosen, path)
         try:

@@ -10,8 +10,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import psycopg
+import pytest
+
 from harness._wait import wait_for
-from harness.backends.docker import LABEL_RUN, DockerConfig, connect
+from harness.backends.docker import LABEL_RUN, DockerBackend, DockerConfig, connect, reap_docker
+from harness.spec import Target
 from tests.docker.conftest import LEDGER_IMAGE_ENV, images_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +93,32 @@ def test_reap_after_sigkill_leaves_nothing_labelled(docker_config: DockerConfig)
     for name in left:
         assert f"removed {name}" in reaped.stdout, reaped.stdout
     wait_for(lambda: _ours(run_id) == [], what="nothing labelled with the run left", timeout=10)
+
+
+def test_a_kept_stack_survives_its_session_until_reaped(
+    docker_config: DockerConfig,
+    ledger_target: Target,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEPLOY_CHAOS_STATE_DIR", str(tmp_path / "state"))
+    target = ledger_target
+    backend = DockerBackend(config=docker_config)
+    run_id = backend.run_id
+    try:
+        with backend:
+            stack = backend.start_stack(target, target.release("v1"), instances=1, name="kept")
+            notes = backend.keep(stack)
+            stack.close()  # a no-op now, as at the end of a run
+            url = stack.database.url
+        assert any(url in line for line in notes), notes
+        assert len(_ours(run_id)) == 4, "db, proxy, app0 and the network outlive the backend"
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+
+        # Reaping spares it (even aimed at its run); reaping kept stacks too removes it.
+        assert reap_docker(run_id=run_id).containers_removed == ()
+        assert len(reap_docker(run_id=run_id, include_kept=True).containers_removed) == 3
+        wait_for(lambda: _ours(run_id) == [], what="nothing labelled with the run left", timeout=10)
+    finally:
+        reap_docker(run_id=run_id, include_kept=True)

@@ -89,3 +89,45 @@ def test_wait_for_propagates_other_errors_at_once() -> None:
 
     with pytest.raises(ValueError, match="fatal"):
         wait_for(bad, what="x", timeout=5, transient=(OSError,))
+
+
+def test_kept_records_and_paths_outlive_close_until_reaped_explicitly(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path)
+    kept_proc, other_proc = _sleeper(), _sleeper()
+    run.record("stack.db", kept_proc.pid, ("sleep",))
+    run.record("other", other_proc.pid, ("sleep",))
+    stack_dir = run.subdir("stacks", "stack")
+    (stack_dir / "postgres.log").write_text("log")
+    run.subdir("stacks", "gone")
+    run.subdir("templates", "ledger")
+    run.keep(["stack.db"], [stack_dir], {"stack": "stack"})
+    try:
+        run.close()
+        assert other_proc.wait(timeout=5) == -9
+        assert kept_proc.poll() is None
+        assert (stack_dir / "postgres.log").read_text() == "log"
+        assert sorted(p.name for p in run.path.iterdir()) == [
+            "kept.json",
+            "owner.json",
+            "procs",
+            "stacks",
+        ]
+        assert [p.name for p in (run.path / "stacks").iterdir()] == ["stack"]
+        # The owner (this process) is alive; pretend the session ended.
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        (run.path / "owner.json").write_text(f'{{"pid": {gone.pid}, "start_time": 1}}')
+
+        spared = reap(tmp_path)
+        assert (spared.runs_removed, spared.runs_kept) == ((), (run.run_id,))
+        assert kept_proc.poll() is None
+
+        removed = reap(tmp_path, include_kept=True)
+        assert removed.runs_removed == (run.run_id,)
+        assert kept_proc.wait(timeout=5) == -9
+        assert not run.path.exists()
+    finally:
+        for proc in (kept_proc, other_proc):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
