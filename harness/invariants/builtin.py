@@ -17,6 +17,7 @@ with ``COPY``); ``info`` operations are never counted as lost and never as proof
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -718,6 +719,12 @@ class ReadBack:
 
 #: Read-backs in flight at once (each is one HTTP request to an instance).
 _READ_BACK_THREADS = 4
+#: A 503 says "not now" (an instance whose pooled connection still points at a database
+#: that crashed), not "not like this": retried a few times, then the read is counted as
+#: unavailable (unjudged), never as a wrong read. Any other non-2xx answer is unreadable.
+_UNAVAILABLE = 503
+_UNAVAILABLE_ATTEMPTS = 3
+_UNAVAILABLE_PAUSE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,7 +754,8 @@ class ReadableByRunningRelease:
         mismatches: Counter[str] = Counter()
         by_instance: Counter[str] = Counter()
         examples: list[JsonValue] = []
-        entities = reads = unreadable = unreachable = 0
+        entities = reads = unreadable = unreachable = unavailable = 0
+        gave_up: set[int] = set()
         for spec in self.reads:
             latest: dict[str, Mapping[str, Scalar]] = {}
             for op in ctx.operations():
@@ -763,10 +771,18 @@ class ReadableByRunningRelease:
             asked = [(path, app) for path in chosen for app in apps]
 
             def fetch(item: tuple[str, Any]) -> Answer | None:
-                try:
-                    return client.get(item[1].base_url, item[0])
-                except WorkloadRequestFailed:
-                    return None
+                path, app = item
+                for attempt in range(1, _UNAVAILABLE_ATTEMPTS + 1):
+                    try:
+                        answer = client.get(app.base_url, path)
+                    except WorkloadRequestFailed:
+                        return None
+                    if answer.status != _UNAVAILABLE or app.index in gave_up:
+                        return answer
+                    if attempt < _UNAVAILABLE_ATTEMPTS:
+                        time.sleep(_UNAVAILABLE_PAUSE * attempt)
+                gave_up.add(app.index)  # still "not now": no more waiting on this instance
+                return answer
 
             # Read-backs are independent: a few at a time (the evidence keeps their order).
             with ThreadPoolExecutor(max_workers=_READ_BACK_THREADS) as pool:
@@ -776,6 +792,9 @@ class ReadableByRunningRelease:
                 reads += 1
                 if answer is None:
                     unreachable += 1
+                    continue
+                if answer.status == _UNAVAILABLE:
+                    unavailable += 1  # "not now" (after retries): not a wrong read
                     continue
                 where = f"{app.index}:{app.release}"
                 if not 200 <= answer.status < 300:
@@ -821,12 +840,13 @@ class ReadableByRunningRelease:
             "by_field": dict(mismatches),
             "unreadable": unreadable,
             "unreachable": unreachable,
+            "unavailable": unavailable,
             "by_instance": dict(by_instance),
             "examples": examples,
         }
         if mismatches or unreadable:
             return Verdict.invalid(**evidence)
-        if entities == 0 or reads == unreachable:
+        if entities == 0 or reads == unreachable + unavailable:
             return Verdict.unknown(**evidence)
         return Verdict.valid(**evidence)
 
