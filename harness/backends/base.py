@@ -262,3 +262,24 @@ def launch_stack(
             stack.close()
         raise
     return stack
+
+
+def migrate_and_seed(stack: Stack, release: Release, seed: int | None) -> None:
+    """Bring a fresh stack's database to ``release``'s last migration with the release's own
+    migrate command, then load the target's seed data for ``seed`` (when both are given)."""
+    from harness.errors import ServiceError
+
+    if release.migrations:
+        stack.migrate(release, release.last_migration)
+    if seed is None or not stack.target.seed_command:
+        return
+    seeded = stack.start_command(release, stack.target.seed_command, {"seed": str(seed)}).wait(
+        timeout=300
+    )
+    if not seeded.ok:
+        raise ServiceError(
+            f"{stack.name}.seed",
+            f"seed data (seed {seed})",
+            f"exit status {seeded.returncode}",
+            seeded.output[-3000:],
+        )

@@ -47,7 +47,13 @@ from psycopg import sql as pgsql
 
 from harness._runstate import RunDir, kept_runs, process_start_time, reap
 from harness._wait import wait_for
-from harness.backends.base import CommandResult, ProxyRoute, Stack, launch_stack
+from harness.backends.base import (
+    CommandResult,
+    ProxyRoute,
+    Stack,
+    launch_stack,
+    migrate_and_seed,
+)
 from harness.backends.postgres import free_port
 from harness.errors import (
     AppNotHealthy,
@@ -969,19 +975,7 @@ class DockerStack:
         self.proxy.wait_ready()
         self.database.wait_ready()
         self.db_proxy = self.proxy.create_route()
-        if release.migrations:
-            self.migrate(release, release.last_migration)
-        if seed is not None and self.target.seed_command:
-            seeded = self.start_command(
-                release, self.target.seed_command, {"seed": str(seed)}
-            ).wait(timeout=300)
-            if not seeded.ok:
-                raise ServiceError(
-                    f"{self.name}.seed",
-                    f"seed data (seed {seed})",
-                    f"exit status {seeded.returncode}",
-                    seeded.output[-3000:],
-                )
+        migrate_and_seed(self, release, seed)
         self.apps = [DockerApp(self, i, release) for i in range(instances)]
         with ThreadPoolExecutor(max_workers=max(1, instances)) as pool:
             for future in [pool.submit(app.launch) for app in self.apps]:

@@ -29,7 +29,13 @@ import psycopg
 
 from harness._runstate import RunDir, reap
 from harness._wait import wait_for
-from harness.backends.base import CommandResult, ProxyRoute, Stack, launch_stack
+from harness.backends.base import (
+    CommandResult,
+    ProxyRoute,
+    Stack,
+    launch_stack,
+    migrate_and_seed,
+)
 from harness.backends.postgres import PgBinaries, PgCluster, PgTemplate, find_pg_binaries, free_port
 from harness.errors import (
     AppNotHealthy,
@@ -530,19 +536,7 @@ class LocalBackend:
         try:
             stack.database.create_from(self.template(target.database))
             stack.database.start()
-            if release.migrations:
-                stack.migrate(release, release.last_migration)
-            if seed is not None:
-                seeded = stack.start_command(
-                    release, target.seed_command, {"seed": str(seed)}
-                ).wait(timeout=300)
-                if not seeded.ok:
-                    raise ServiceError(
-                        f"{target.name}.seed",
-                        f"seed data (seed {seed})",
-                        f"exit status {seeded.returncode}",
-                        seeded.output[-3000:],
-                    )
+            migrate_and_seed(stack, release, seed)
             stack.database.stop()
             stack.database.datadir.rename(dest)
         finally:

@@ -343,6 +343,9 @@ class PgCluster:
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._paused = False
+        #: Start, stop, kill and restart one at a time: a fault's heal (on its timer) and a
+        #: recovery step may both restart the server; two postmasters must never race.
+        self._lifecycle = threading.RLock()
 
     # -- connection details -------------------------------------------------------------
 
@@ -429,6 +432,10 @@ class PgCluster:
 
     def start(self, *, timeout: float = 30.0) -> None:
         """Start the server (crash recovery runs by itself after a kill) and await it."""
+        with self._lifecycle:
+            self._start_locked(timeout=timeout)
+
+    def _start_locked(self, *, timeout: float = 30.0) -> None:
         if self.running:
             return
         for attempt in range(3):
@@ -491,6 +498,10 @@ class PgCluster:
         """Fast shutdown (SIGINT), or with ``immediate`` PostgreSQL's immediate shutdown
         (SIGQUIT: no checkpoint; for data about to be thrown away); SIGKILL the group if it
         does not stop in time."""
+        with self._lifecycle:
+            self._stop_locked(timeout=timeout, immediate=immediate)
+
+    def _stop_locked(self, *, timeout: float = 15.0, immediate: bool = False) -> None:
         proc = self._proc
         if proc is None:
             return
@@ -510,6 +521,10 @@ class PgCluster:
 
     def kill(self) -> None:
         """Crash: SIGKILL the postmaster and every backend (its whole process group)."""
+        with self._lifecycle:
+            self._kill_locked()
+
+    def _kill_locked(self) -> None:
         proc = self._proc
         if proc is None:
             return
@@ -535,6 +550,10 @@ class PgCluster:
 
     def restart(self, *, timeout: float = 30.0) -> None:
         """Stop (fast) if running, then start: after a kill this runs crash recovery."""
+        with self._lifecycle:
+            self._restart_locked(timeout=timeout)
+
+    def _restart_locked(self, *, timeout: float = 30.0) -> None:
         if self.running:
             self.stop()
         else:

@@ -166,6 +166,8 @@ class _Active:
     injected_at: float
     healed: bool = False
     timer: threading.Timer | None = None
+    #: Set once the heal has finished (whoever ran it: the duration's timer or heal_all).
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(slots=True)
@@ -209,13 +211,31 @@ class _Faults:
             self.errors.append(RunError("heal", self.fault.name, type(exc).__name__, str(exc)))
             self.timeline.add(EventKind.FAULT_HEAL_FAILED, self.fault.name, str(exc)[:2000])
             return
+        finally:
+            entry.done.set()
         self.timeline.add(EventKind.FAULT_HEAL, self.fault.name, why)
 
     def heal_all(self, why: str) -> None:
+        """Heal what is still active and wait for heals already under way (a duration's
+        timer may be restarting the database right now): recovery must not start, and
+        must not look at the stack, while a heal is half done."""
         for entry in list(self.active):
             if entry.timer is not None:
                 entry.timer.cancel()
             self._heal(entry, why)
+            if not entry.done.wait(timeout=_HEAL_WAIT):
+                self.errors.append(
+                    RunError(
+                        "heal",
+                        self.fault.name,
+                        "HealTimeout",
+                        f"a heal under way did not finish within {_HEAL_WAIT:.0f}s",
+                    )
+                )
+
+
+#: How long recovery waits for a heal already under way (a database restart, say).
+_HEAL_WAIT = 120.0
 
 
 def _step_release(ctx: FaultContext, plan: Plan) -> Any:

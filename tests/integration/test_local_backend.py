@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -71,6 +74,41 @@ def test_database_crash_and_recovery_keeps_committed_data(stack: LocalStack) -> 
     db.restart()
     assert db.sql("SELECT count(*) FROM t") == [(1000,)]
     assert "automatic recovery in progress" in db.log_tail(100)
+
+
+def test_concurrent_restarts_after_a_crash_start_one_server(stack: LocalStack) -> None:
+    # A fault's heal (on its duration's timer) and a recovery step may restart the crashed
+    # server at the same moment: one postmaster must come up, and both callers succeed.
+    db = stack.database
+    db.kill()
+    errors: list[BaseException] = []
+    go = threading.Barrier(3)
+
+    def restart() -> None:
+        go.wait()
+        try:
+            db.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=restart) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert db.sql("SELECT 1") == [(1,)]
+    assert "already exists" not in db.log_tail(200)
+    postmasters = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_postmaster(p, db)]
+    assert len(postmasters) == 1
+
+
+def _is_postmaster(proc: Path, db: Any) -> bool:
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(db.datadir).encode() in argv and argv[0].endswith(b"postgres")
 
 
 def test_database_pause_and_resume(stack: LocalStack) -> None:
