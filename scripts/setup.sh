@@ -38,10 +38,14 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($PYTHON --version)"
     "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.deploy-chaos-installed
+# Editable in "compat" mode: a plain path in a .pth file. The default mode installs an import
+# hook that every Python process of the venv loads at startup (~20 ms each); the apps and
+# migrations a chaos run starts are a dozen such processes per run.
+stamp=.venv/.deploy-chaos-installed-compat
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing deploy-chaos and its dev tools into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' \
+        --config-settings editable_mode=compat 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" || true
     .venv/bin/python -c "import harness, psycopg, toxiproxy, testcontainers"
     touch "$stamp"
