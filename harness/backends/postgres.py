@@ -65,6 +65,10 @@ _SERVER_SETTINGS = (
     "log_min_messages=warning",
     "log_line_prefix=%m [%p] ",
     "unix_socket_permissions=0700",
+    # Dynamic shared memory as files in the data directory, not /dev/shm/PostgreSQL.*:
+    # a server that is SIGKILLed (a crash fault) or shut down immediately leaves them
+    # behind, and they go with the data directory instead of piling up in /dev/shm.
+    "dynamic_shared_memory_type=mmap",
 )
 
 

@@ -74,6 +74,10 @@ def test_database_crash_and_recovery_keeps_committed_data(stack: LocalStack) -> 
     db.restart()
     assert db.sql("SELECT count(*) FROM t") == [(1000,)]
     assert "automatic recovery in progress" in db.log_tail(100)
+    # A SIGKILLed server cleans nothing up: its dynamic shared memory lives in the data
+    # directory (removed with the stack), not in /dev/shm/PostgreSQL.*.
+    assert db.sql("SHOW dynamic_shared_memory_type") == [("mmap",)]
+    assert (db.datadir / "pg_dynshmem").is_dir()
 
 
 def test_concurrent_restarts_after_a_crash_start_one_server(stack: LocalStack) -> None:
