@@ -35,6 +35,7 @@ from harness.workload.history import (
     Scalar,
     UnavailableWindow,
     Value,
+    iter_pairs,
 )
 
 if TYPE_CHECKING:
@@ -344,9 +345,7 @@ def load_history(conn: Connection, ops: Iterable[Op], fields: FieldsByOp) -> Non
         wanted = set(fields[f])
         layouts[f] = (_copy_text(f), tuple(n if n in wanted else None for n in names))
     blank: tuple[str | None, ...] = (None,) * len(names)
-    pending: dict[int, Op] = {}
     lines: list[str] = []
-    invoke_type = OpType.INVOKE
     info_kind = ErrorKind.INDETERMINATE.value
 
     def line(invoke: Op, type_: str, kind: str, end: float, done: Value) -> str:
@@ -377,22 +376,16 @@ def load_history(conn: Connection, ops: Iterable[Op], fields: FieldsByOp) -> Non
         conn.cursor() as cursor,
         cursor.copy(sql.SQL("COPY {} FROM STDIN").format(table)) as copy,
     ):
-        for op in ops:
-            if op.type is invoke_type:
-                if op.process in pending:
-                    raise ValueError(f"op {op.index}: process {op.process} invoked twice")
-                pending[op.process] = op
-                continue
-            invoke = pending.pop(op.process, None)
-            if invoke is None:
-                raise ValueError(f"op {op.index}: {op.type.value} without an invoke")
-            lines.append(line(invoke, _TYPES[op.type], _KINDS[op.error_kind], op.time, op.value))
+        for invoke, done in iter_pairs(ops):
+            if done is None:  # never completed: unknown
+                lines.append(line(invoke, "info", info_kind, invoke.time, {}))
+            else:
+                kind = _KINDS[done.error_kind]
+                lines.append(line(invoke, _TYPES[done.type], kind, done.time, done.value))
             if len(lines) >= 20_000:
                 lines.append("")
                 copy.write("\n".join(lines))
                 lines.clear()
-        for invoke in pending.values():  # never completed: unknown
-            lines.append(line(invoke, "info", info_kind, invoke.time, {}))
         if lines:
             lines.append("")
             copy.write("\n".join(lines))

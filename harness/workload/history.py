@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -35,6 +35,7 @@ __all__ = [
     "UnavailableWindow",
     "Value",
     "history_stats",
+    "iter_pairs",
     "pair_operations",
     "read_jsonl",
 ]
@@ -291,14 +292,11 @@ def read_jsonl(path: Path) -> History:
     return History.of(ops)
 
 
-def pair_operations(ops: Iterable[Op]) -> list[Operation]:
-    """Pair each invoke with the next completion of its process (Jepsen's pairing).
-
-    An invoke never completed (a history not closed) pairs as ``info``; a completion without
-    an invoke is an error in the history.
-    """
+def iter_pairs(ops: Iterable[Op]) -> Iterator[tuple[Op, Op | None]]:
+    """Each invoke with the next completion of its process (Jepsen's pairing), in completion
+    order; then the invokes never completed, with None. A completion without an invoke, or
+    a second invoke before the first completed, is an error in the history."""
     pending: dict[int, Op] = {}
-    paired: list[Operation] = []
     for op in ops:
         if op.type is OpType.INVOKE:
             if op.process in pending:
@@ -308,32 +306,43 @@ def pair_operations(ops: Iterable[Op]) -> list[Operation]:
         invoke = pending.pop(op.process, None)
         if invoke is None:
             raise ValueError(f"op {op.index}: {op.type.value} without an invoke")
-        value = invoke.value if not op.value else {**invoke.value, **op.value}
+        yield invoke, op
+    for invoke in pending.values():
+        yield invoke, None
+
+
+def pair_operations(ops: Iterable[Op]) -> list[Operation]:
+    """Invokes paired with their completions (see :func:`iter_pairs`), in invoke order; an
+    invoke never completed (a history not closed) pairs as ``info``."""
+    paired: list[Operation] = []
+    for invoke, done in iter_pairs(ops):
+        if done is None:
+            paired.append(
+                Operation(
+                    invoke.index,
+                    invoke.process,
+                    invoke.f,
+                    OpType.INFO,
+                    invoke.value,
+                    invoke.time,
+                    invoke.time,
+                    "never completed",
+                    ErrorKind.INDETERMINATE,
+                )
+            )
+            continue
+        value = invoke.value if not done.value else {**invoke.value, **done.value}
         paired.append(
             Operation(
                 invoke.index,
-                op.process,
+                done.process,
                 invoke.f,
-                op.type,
+                done.type,
                 value,
                 invoke.time,
-                op.time,
-                op.error,
-                op.error_kind,
-            )
-        )
-    for invoke in pending.values():
-        paired.append(
-            Operation(
-                invoke.index,
-                invoke.process,
-                invoke.f,
-                OpType.INFO,
-                invoke.value,
-                invoke.time,
-                invoke.time,
-                "never completed",
-                ErrorKind.INDETERMINATE,
+                done.time,
+                done.error,
+                done.error_kind,
             )
         )
     paired.sort(key=lambda o: o.index)
