@@ -756,6 +756,21 @@ class ReadableByRunningRelease:
         examples: list[JsonValue] = []
         entities = reads = unreadable = unreachable = unavailable = 0
         gave_up: set[int] = set()
+
+        def fetch(item: tuple[str, Any]) -> Answer | None:
+            path, app = item
+            for attempt in range(1, _UNAVAILABLE_ATTEMPTS + 1):
+                try:
+                    answer = client.get(app.base_url, path)
+                except WorkloadRequestFailed:
+                    return None
+                if answer.status != _UNAVAILABLE or app.index in gave_up:
+                    return answer
+                if attempt < _UNAVAILABLE_ATTEMPTS:
+                    time.sleep(_UNAVAILABLE_PAUSE * attempt)
+            gave_up.add(app.index)  # still "not now": no more waiting on this instance
+            return answer
+
         for spec in self.reads:
             latest: dict[str, Mapping[str, Scalar]] = {}
             for op in ctx.operations():
@@ -769,20 +784,6 @@ class ReadableByRunningRelease:
             chosen = rng.sample(paths, min(self.sample, len(paths)))
             entities += len(chosen)
             asked = [(path, app) for path in chosen for app in apps]
-
-            def fetch(item: tuple[str, Any]) -> Answer | None:
-                path, app = item
-                for attempt in range(1, _UNAVAILABLE_ATTEMPTS + 1):
-                    try:
-                        answer = client.get(app.base_url, path)
-                    except WorkloadRequestFailed:
-                        return None
-                    if answer.status != _UNAVAILABLE or app.index in gave_up:
-                        return answer
-                    if attempt < _UNAVAILABLE_ATTEMPTS:
-                        time.sleep(_UNAVAILABLE_PAUSE * attempt)
-                gave_up.add(app.index)  # still "not now": no more waiting on this instance
-                return answer
 
             # Read-backs are independent: a few at a time (the evidence keeps their order).
             with ThreadPoolExecutor(max_workers=_READ_BACK_THREADS) as pool:

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -73,6 +75,43 @@ def execute(url: str, *statements: str) -> None:
             conn.execute(statement.encode())
 
 
+@contextmanager
+def migrating_in_background(url: str, release: str, target: str) -> Iterator[subprocess.Popen[str]]:
+    """The migrate command running on its own (lock timeout 20 s); killed if still running
+    when the block ends, however it ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ledger.migrate", "--release", release, "--to", target],
+        cwd=LEDGER_DIR,
+        env=_env(url, MIGRATE_LOCK_TIMEOUT="20s"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_migrate_waits_on_a_lock(url: str, statement: str = "") -> None:
+    """Until the migrate command's running statement (containing ``statement``) waits on a
+    lock, as pg_stat_activity shows it."""
+    with psycopg.connect(url, autocommit=True) as observer:
+
+        def waits() -> bool:
+            row = observer.execute(
+                "SELECT wait_event_type, query FROM pg_stat_activity"
+                " WHERE application_name = 'ledger-migrate'"
+                " AND datname = current_database() AND state = 'active'"
+            ).fetchone()
+            return row is not None and row[0] == "Lock" and statement in row[1]
+
+        wait_for(waits, what="migrate waiting on a lock", timeout=10)
+
+
 def test_up_to_v2_down_to_v1_up_to_v2_1_and_down_to_base(pg_url: str) -> None:
     # Before anything ran, the harness's query fails with "undefined table": none applied.
     with psycopg.connect(pg_url) as conn, pytest.raises(pg_errors.UndefinedTable):
@@ -127,34 +166,11 @@ def test_lock_timeout_and_application_name(pg_url: str) -> None:
         assert "lock timeout" in result.stderr
         assert "0003 is not recorded" in result.stderr
 
-        waiting = subprocess.Popen(
-            [sys.executable, "-m", "ledger.migrate", "--release", "v2", "--to", "0003"],
-            cwd=LEDGER_DIR,
-            env=_env(pg_url, MIGRATE_LOCK_TIMEOUT="20s"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            with psycopg.connect(pg_url, autocommit=True) as observer:
-
-                def migrate_waits_on_a_lock() -> bool:
-                    row = observer.execute(
-                        "SELECT wait_event_type, query FROM pg_stat_activity"
-                        " WHERE application_name = 'ledger-migrate'"
-                        " AND datname = current_database() AND state = 'active'"
-                    ).fetchone()
-                    return row is not None and row[0] == "Lock" and "ALTER TABLE" in row[1]
-
-                wait_for(migrate_waits_on_a_lock, what="migrate waiting on the lock", timeout=10)
+        with migrating_in_background(pg_url, "v2", "0003") as waiting:
+            wait_until_migrate_waits_on_a_lock(pg_url, "ALTER TABLE")
             blocker.commit()
             out, _ = waiting.communicate(timeout=30)
             assert waiting.returncode == 0, out
-        finally:
-            if waiting.poll() is None:
-                os.killpg(waiting.pid, signal.SIGKILL)
-                waiting.wait()
     assert applied(pg_url) == ["0001", "0002", "0003"]
 
 
@@ -268,37 +284,16 @@ def test_v2_1_contract_retries_a_deadlock_with_a_transfer(pg_url: str) -> None:
     # aborts, and it retries in a savepoint (whose rollback releases its locks).
     migrate(pg_url, "v2", "0004")
     execute(pg_url, "INSERT INTO accounts (owner, currency) VALUES ('a', 'USD')")
-    with psycopg.connect(pg_url) as transfer, psycopg.connect(pg_url, autocommit=True) as observer:
+    with psycopg.connect(pg_url) as transfer:
         transfer.execute("SET deadlock_timeout = '30s'")
+        # Held before the contract starts: the contract then waits on it.
         transfer.execute("SELECT count(*) FROM transfers WHERE idempotency_key = 'k'")
-        contract = subprocess.Popen(
-            [sys.executable, "-m", "ledger.migrate", "--release", "v2.1", "--to", "0005"],
-            cwd=LEDGER_DIR,
-            env=_env(pg_url, MIGRATE_LOCK_TIMEOUT="20s"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-
-            def contract_waits_on_a_lock() -> bool:
-                row = observer.execute(
-                    "SELECT wait_event_type FROM pg_stat_activity"
-                    " WHERE application_name = 'ledger-migrate'"
-                    " AND datname = current_database() AND state = 'active'"
-                ).fetchone()
-                return row is not None and row[0] == "Lock"
-
-            wait_for(contract_waits_on_a_lock, what="the contract waiting on a lock", timeout=10)
+        with migrating_in_background(pg_url, "v2.1", "0005") as contract:
+            wait_until_migrate_waits_on_a_lock(pg_url)
             # Closes the cycle; returns once the migration was aborted and let go of accounts.
             transfer.execute("SELECT id FROM accounts ORDER BY id FOR UPDATE").fetchall()
             transfer.commit()
             out, _ = contract.communicate(timeout=30)
-        finally:
-            if contract.poll() is None:
-                os.killpg(contract.pid, signal.SIGKILL)
-                contract.wait()
     assert contract.returncode == 0, out
     assert "attempt 1 of 5: DeadlockDetected, retrying" in out
     assert applied(pg_url) == ALL
