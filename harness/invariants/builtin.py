@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -394,6 +394,26 @@ class Flow:
 #: The group name of flows without a group field, and of totals rows without a group.
 ALL = "all"
 
+#: At most this many unknown flows per group are fetched for the exact check, and at most
+#: ``_EXACT_MAX_TOTALS`` distinct totals of their subsets are enumerated; beyond either the
+#: check falls back to the range (evidence ``exact: false``).
+_EXACT_UNKNOWN_LIMIT = 64
+_EXACT_MAX_TOTALS = 1 << 16
+
+
+def _integers(*values: int | float) -> bool:
+    return all(isinstance(v, int) for v in values)
+
+
+def _subset_sums(amounts: Sequence[int | float]) -> set[int | float] | None:
+    """Every total a subset of ``amounts`` adds up to; None if there are too many."""
+    totals: set[int | float] = {0}
+    for amount in amounts:
+        totals |= {total + amount for total in totals}
+        if len(totals) > _EXACT_MAX_TOTALS:
+            return None
+    return totals
+
 
 @dataclass(frozen=True, slots=True)
 class Conservation:
@@ -402,7 +422,10 @@ class Conservation:
     ``totals_sql`` returns rows ``(group, total)``: what is held now. Its result before the
     workload starts is the baseline. The expected total of a group lies between
     baseline + acknowledged flows and that plus the unknown (``info``) flows, whichever sign
-    they have: an ``info`` flow may or may not have happened.
+    they have: an ``info`` flow may or may not have happened. When the amounts are integers
+    (cents, units) and the unknown flows few, the check is exact: what is held must be the
+    expected total plus the amounts of *some subset* of the unknown flows, so a few cents
+    lost among large unknown transfers are still found.
     """
 
     totals_sql: str
@@ -455,7 +478,7 @@ class Conservation:
             )
             parts.append(
                 sql.SQL(
-                    "SELECT {group} AS grp, {i}::text || ':' || {key} AS key,"
+                    "SELECT {group} AS grp, {i}::text || ':' || {key} AS key, {key} AS op,"
                     " {sign} * {amount}::numeric AS amount, type"
                     " FROM {history} WHERE f = %(op{i})s AND {amount} IS NOT NULL"
                 ).format(
@@ -468,20 +491,31 @@ class Conservation:
                 )
             )
             params[f"op{i}"] = flow.op
+        # k: one row per flow of an operation (replays of a key once); u: the net amount
+        # each unknown operation would add to a group (a transfer within a group: 0).
         query = sql.SQL(
             "WITH ops AS ({union}),"
-            " k AS (SELECT grp, key, bool_or(type = 'ok') AS ok, bool_or(type = 'info') AS info,"
+            " k AS (SELECT grp, key, op, bool_or(type = 'ok') AS ok,"
+            "   bool_or(type = 'info') AS info,"
             "   max(amount) FILTER (WHERE type = 'ok') AS ok_amount,"
             "   max(amount) FILTER (WHERE type = 'info') AS info_amount"
-            "   FROM ops GROUP BY grp, key)"
-            " SELECT grp, coalesce(sum(ok_amount) FILTER (WHERE ok), 0),"
-            "  coalesce(sum(least(info_amount, 0)) FILTER (WHERE NOT ok AND info), 0),"
-            "  coalesce(sum(greatest(info_amount, 0)) FILTER (WHERE NOT ok AND info), 0),"
-            "  count(*) FILTER (WHERE ok), count(*) FILTER (WHERE NOT ok AND info)"
-            " FROM k GROUP BY grp ORDER BY grp"
-        ).format(union=sql.SQL(" UNION ALL ").join(parts))
+            "   FROM ops GROUP BY grp, key, op),"
+            " t AS (SELECT grp, coalesce(sum(ok_amount) FILTER (WHERE ok), 0) AS ok_sum,"
+            "  coalesce(sum(least(info_amount, 0)) FILTER (WHERE NOT ok AND info), 0) AS low,"
+            "  coalesce(sum(greatest(info_amount, 0)) FILTER (WHERE NOT ok AND info), 0) AS high,"
+            "  count(*) FILTER (WHERE ok) AS n_ok,"
+            "  count(*) FILTER (WHERE NOT ok AND info) AS n_info FROM k GROUP BY grp),"
+            " u AS (SELECT grp, op, sum(info_amount) AS amount FROM k"
+            "   WHERE NOT ok AND info GROUP BY grp, op),"
+            " n AS (SELECT grp, count(*) AS n_net,"
+            "   (array_agg(amount ORDER BY op))[1:{limit}] AS amounts"
+            "   FROM u WHERE amount <> 0 GROUP BY grp)"
+            " SELECT t.grp, ok_sum, low, high, n_ok, n_info, coalesce(n_net, 0), amounts"
+            " FROM t LEFT JOIN n USING (grp) ORDER BY t.grp"
+        ).format(union=sql.SQL(" UNION ALL ").join(parts), limit=sql.Literal(_EXACT_UNKNOWN_LIMIT))
         flows: dict[str, tuple[int | float, int | float, int | float, int, int]] = {}
-        for grp, ok_sum, low, high, n_ok, n_info in ctx.query(query, params):
+        unknown_amounts: dict[str, list[int | float] | None] = {}
+        for grp, ok_sum, low, high, n_ok, n_info, n_net, amounts in ctx.query(query, params):
             flows[str(grp)] = (
                 _json_number(ok_sum) or 0,
                 _json_number(low) or 0,
@@ -489,6 +523,8 @@ class Conservation:
                 int(n_ok),
                 int(n_info),
             )
+            net = [_json_number(a) or 0 for a in amounts or ()]
+            unknown_amounts[str(grp)] = net if len(net) == int(n_net) else None
         try:
             now = self._totals(ctx.connection())
         except psycopg.Error as exc:
@@ -507,9 +543,21 @@ class Conservation:
             expected_min = base + ok_sum + low
             expected_max = base + ok_sum + high
             holds = expected_min <= held <= expected_max
+            off = held - expected_max if held > expected_max else held - expected_min
+            amounts = unknown_amounts.get(grp, [])
+            reachable = (
+                _subset_sums(amounts)
+                if amounts is not None and _integers(base, ok_sum, held, *amounts)
+                else None
+            )
+            if reachable is not None:
+                # Exact: held - expected must be what some subset of the unknown flows adds.
+                rest = held - base - ok_sum
+                closest = min(reachable, key=lambda total: (abs(rest - total), total))
+                holds = rest == closest
+                off = rest - closest
             if not holds:
                 violations.append(grp)
-            off = held - expected_max if held > expected_max else held - expected_min
             groups.append(
                 {
                     "group": grp,
@@ -518,8 +566,10 @@ class Conservation:
                     "acknowledged": ok_sum,
                     "acknowledged_ops": n_ok,
                     "unknown_ops": n_info,
+                    "unknown_amounts": list(amounts[:10]) if amounts is not None else None,
                     "expected_min": expected_min,
                     "expected_max": expected_max,
+                    "exact": reachable is not None,
                     "difference": 0 if holds else off,
                 }
             )

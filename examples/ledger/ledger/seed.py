@@ -3,8 +3,8 @@
 ``python -m ledger.seed [--accounts N] [--transfers M] [--seed S]`` (``DATABASE_URL`` from the
 environment). Every account gets a deposit; transfers move small amounts between random
 accounts; balances are computed from the transfers, so the books balance. Deterministic for
-a given seed. Works on any schema from 0002 on (sets ``currency`` to USD when the column
-exists).
+a given seed. Works on any schema from 0002 on (writes ``currency`` USD when the column
+exists: from 0004 on it is NOT NULL).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ledger.seed: error: {exc}", file=sys.stderr)
         return 2
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(url, application_name="ledger-seed") as conn, conn.transaction():
         has_currency = conn.execute(
@@ -37,26 +38,40 @@ def main(argv: list[str] | None = None) -> int:
             " WHERE table_name = 'accounts' AND column_name = 'currency'"
         ).fetchone() == (1,)
         conn.execute("SELECT setseed(%s)", ((args.seed % 1000) / 1000.0,))
+        # From 0003 on every row carries its currency (from 0004 on it must).
+        column = sql.SQL(", currency" if has_currency else "")
+        usd = sql.SQL(", 'USD'" if has_currency else "")
         first = conn.execute(
-            "INSERT INTO accounts (owner) SELECT 'seed-' || g FROM generate_series(1, %s) g"
-            " RETURNING id",
+            sql.SQL(
+                "INSERT INTO accounts (owner{column}) SELECT 'seed-' || g{usd}"
+                " FROM generate_series(1, %s) g RETURNING id"
+            ).format(column=column, usd=usd),
             (args.accounts,),
         ).fetchall()
         low = min(r[0] for r in first)
         high = max(r[0] for r in first)
         conn.execute(
-            "INSERT INTO transfers (idempotency_key, from_account, to_account, amount_cents)"
-            " SELECT 'seed-deposit-' || id, NULL, id, 10000 + floor(random() * 90000)::bigint"
-            " FROM accounts WHERE id BETWEEN %s AND %s ORDER BY id",
+            sql.SQL(
+                "INSERT INTO transfers"
+                " (idempotency_key, from_account, to_account, amount_cents{column})"
+                " SELECT 'seed-deposit-' || id, NULL, id,"
+                " 10000 + floor(random() * 90000)::bigint{usd}"
+                " FROM accounts WHERE id BETWEEN %s AND %s ORDER BY id"
+            ).format(column=column, usd=usd),
             (low, high),
         )
         conn.execute(
-            "INSERT INTO transfers (idempotency_key, from_account, to_account, amount_cents)"
-            " SELECT 'seed-transfer-' || g, a, CASE WHEN b = a THEN %(low)s + (a - %(low)s + 1)"
-            "   %% (%(high)s - %(low)s + 1) ELSE b END, 1 + floor(random() * 100)::bigint"
-            " FROM (SELECT g, %(low)s + floor(random() * (%(high)s - %(low)s + 1))::bigint AS a,"
-            "              %(low)s + floor(random() * (%(high)s - %(low)s + 1))::bigint AS b"
-            "       FROM generate_series(1, %(n)s) g) pairs ORDER BY g",
+            sql.SQL(
+                "INSERT INTO transfers"
+                " (idempotency_key, from_account, to_account, amount_cents{column})"
+                " SELECT 'seed-transfer-' || g, a, CASE WHEN b = a"
+                "   THEN %(low)s + (a - %(low)s + 1) %% (%(high)s - %(low)s + 1) ELSE b END,"
+                " 1 + floor(random() * 100)::bigint{usd}"
+                " FROM (SELECT g,"
+                "   %(low)s + floor(random() * (%(high)s - %(low)s + 1))::bigint AS a,"
+                "   %(low)s + floor(random() * (%(high)s - %(low)s + 1))::bigint AS b"
+                "   FROM generate_series(1, %(n)s) g) pairs ORDER BY g"
+            ).format(column=column, usd=usd),
             {"low": low, "high": high, "n": args.transfers},
         )
         conn.execute(
@@ -70,9 +85,6 @@ def main(argv: list[str] | None = None) -> int:
             " WHERE a.id = x.id AND x.id BETWEEN %s AND %s",
             (low, high),
         )
-        if has_currency:
-            conn.execute("UPDATE accounts SET currency = 'USD' WHERE currency IS NULL")
-            conn.execute("UPDATE transfers SET currency = 'USD' WHERE currency IS NULL")
     print(f"ledger.seed: {args.accounts} accounts, {args.transfers} transfers (seed {args.seed})")
     return 0
 
