@@ -187,8 +187,10 @@ def test_double_apply_of_a_replayed_key_is_a_duplicate_effect(
 def test_release_that_loses_a_cent_breaks_conservation(
     local_backend: LocalBackend, tmp_path: Path
 ) -> None:
-    # v2-lose-cent is rolled out instead of v2.1; verify notices the wrong release; v2.1
-    # rolls forward. Transfers served meanwhile credited one cent less than they debited.
+    # A bad build of v2 (v2-lose-cent) is rolled out over v2; verify notices the wrong
+    # release; v2.1 rolls forward. Transfers served meanwhile credited one cent less than
+    # they debited. From v2, so no migration runs before the rollout: from v1, v2's 0003
+    # sometimes deadlocked with a live transfer and the bad build never served (a CI run).
     outcome, verdicts = _run(
         local_backend,
         tmp_path,
@@ -196,9 +198,12 @@ def test_release_that_loses_a_cent_breaks_conservation(
         BadRelease("v2-lose-cent"),
         "before:rollout:0",
         "roll_forward",
+        source="v2",
         dest="v2.1",
         fix="v2.1",
     )
+    assert outcome.detected is not None
+    assert " at verify:" in outcome.detected, outcome.detected
     # The roll-forward itself may fail: v2.1's 0005 locks both tables and can deadlock with
     # live transfers (seen under this workload). The recovery verdict says which.
     assert verdicts["recovery"]["status"] == ("valid" if outcome.recovered else "invalid")

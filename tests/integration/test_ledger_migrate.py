@@ -297,3 +297,34 @@ def test_v2_1_contract_retries_a_deadlock_with_a_transfer(pg_url: str) -> None:
     assert contract.returncode == 0, out
     assert "attempt 1 of 5: DeadlockDetected, retrying" in out
     assert applied(pg_url) == ALL
+
+
+@pytest.mark.parametrize(("release", "schema"), [("v1", "0002"), ("v2", "0003"), ("v2", "0004")])
+def test_seed_works_on_every_schema_a_stack_can_start_from(
+    pg_url: str, release: str, schema: str
+) -> None:
+    # A stack that starts from v2 is seeded after 0004 made currency NOT NULL.
+    migrate(pg_url, release, schema)
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger.seed", "--accounts", "20", "--transfers", "30"],
+        cwd=LEDGER_DIR,
+        env=_env(pg_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(pg_url) as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM transfers),"
+            " (SELECT sum(balance_cents) FROM accounts),"
+            " (SELECT sum(amount_cents) FROM transfers WHERE from_account IS NULL)"
+        ).fetchone()
+    assert counts is not None
+    accounts, transfers, held, deposited = counts
+    assert (accounts, transfers) == (20, 50)
+    assert held == deposited  # transfers between accounts move money, deposits bring it
+    currencies = {t: _currencies(pg_url, t) for t in currency_nullable(pg_url)}
+    expected = {"accounts": {"USD": 20}, "transfers": {"USD": 50}} if schema != "0002" else {}
+    assert currencies == expected
