@@ -110,6 +110,10 @@ def _record(conn: psycopg.Connection[Any], migration: Migration, direction: Dire
         ) from exc
 
 
+#: How often an atomic migration is tried when it deadlocks or hits its lock timeout.
+ATOMIC_ATTEMPTS = 5
+
+
 def _apply(
     conn: psycopg.Connection[Any],
     migration: Migration,
@@ -127,9 +131,26 @@ def _apply(
     started = time.monotonic()
     step = migration.step(direction)
     if migration.atomic:
-        with conn.transaction():
-            step(ctx)
-            _record(conn, migration, direction)
+        import psycopg.errors
+
+        retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable)
+        # All or nothing, so it can be tried again: under live traffic its table locks can
+        # deadlock with a transfer (no lock order avoids every cycle) or time out.
+        for attempt in range(1, ATOMIC_ATTEMPTS + 1):
+            try:
+                with conn.transaction():
+                    step(ctx)
+                    _record(conn, migration, direction)
+                break
+            except MigrationFailed as exc:
+                cause = exc.__cause__
+                if attempt == ATOMIC_ATTEMPTS or not isinstance(cause, retryable):
+                    raise
+                _say(
+                    f"{migration.id} {direction}: attempt {attempt} of {ATOMIC_ATTEMPTS}:"
+                    f" {type(cause).__name__}, nothing of it was applied; retrying"
+                )
+                time.sleep(0.05 * attempt)
     else:
         step(ctx)
         _record(conn, migration, direction)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import psycopg.errors
 
 from ledger.errors import MigrationFailed
 from ledger.migrations.model import StepContext
@@ -114,27 +113,12 @@ def contract_with_validation(ctx: StepContext) -> None:
 
     Under traffic the two table locks can deadlock with a transfer (which reads
     ``transfers`` by idempotency key, then locks ``accounts``, then inserts into
-    ``transfers``): no lock order avoids every such cycle, so each attempt runs in a
-    savepoint and a deadlock or lock timeout retries it, releasing the locks in between.
+    ``transfers``): the migrate command retries an atomic migration that deadlocks.
     """
-    for attempt in range(1, _CONTRACT_ATTEMPTS + 1):
-        try:
-            with ctx.conn.transaction():
-                _lock_complete_contract(ctx)
-            return
-        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as exc:
-            if attempt == _CONTRACT_ATTEMPTS:
-                raise _fail("0005", "up", exc) from exc
-            ctx.progress(
-                f"attempt {attempt} of {_CONTRACT_ATTEMPTS}: {type(exc).__name__}, retrying"
-            )
-            time.sleep(0.05 * attempt)
-        except psycopg.Error as exc:
-            raise _fail("0005", "up", exc) from exc
-
-
-#: How often v2.1's contract tries to take its locks under traffic.
-_CONTRACT_ATTEMPTS = 5
+    try:
+        _lock_complete_contract(ctx)
+    except psycopg.Error as exc:
+        raise _fail("0005", "up", exc) from exc
 
 
 def _lock_complete_contract(ctx: StepContext) -> None:
