@@ -83,6 +83,7 @@ def _run(
     fix: str | None = None,
     recover_after: str | None = None,
     seed: int = 11,
+    workload: Mapping[str, float] | None = None,
 ) -> tuple[RunOutcome, dict[str, Any]]:
     spec = RunSpec(
         target,
@@ -94,6 +95,7 @@ def _run(
         fix=fix,
         recover_after=recover_after,
         seed=seed,
+        workload_settings=workload or {},
     )
     print(f"seed {seed}")
     history = tmp_path / "history.jsonl"
@@ -220,9 +222,10 @@ def test_rollback_after_v2_wrote_eur_loses_meaning(
     local_backend: LocalBackend, tmp_path: Path
 ) -> None:
     # Accounts are opened in EUR; v2 instances serve them from rollout:0 to verify; the
-    # rollback's 0003 down drops the currency columns. Only openings and deposits: the
-    # window is about a second, and conservation needs EUR deposits acknowledged in it
-    # (with the full mix a quick run sometimes had none).
+    # rollback's 0003 down drops the currency columns. Only openings and deposits, at twice
+    # the usual rate: the window is about a second, and conservation needs EUR deposits
+    # acknowledged in it (with the full mix a quick run sometimes had none; at 30 ops/s
+    # runs acknowledged 3 to 11).
     outcome, verdicts = _run(
         local_backend,
         tmp_path,
@@ -231,6 +234,7 @@ def test_rollback_after_v2_wrote_eur_loses_meaning(
         "after:rollout:1",
         "rollback",
         recover_after="verify",
+        workload={"rate": 60.0},
     )
     assert outcome.recovered is True
     assert verdicts["recovery"]["status"] == "valid"
