@@ -160,6 +160,12 @@ class ImageMissing(BackendError):
 # -- configuration --------------------------------------------------------------------------
 
 
+#: "off" makes every docker stack migrate and seed itself (see DockerConfig.reuse_prepared).
+REUSE_PREPARED_ENV = "DEPLOY_CHAOS_DOCKER_REUSE_PREPARED"
+_SWITCH = {"1": True, "on": True, "true": True, "yes": True}
+_SWITCH |= {"0": False, "off": False, "false": False, "no": False}
+
+
 @dataclass(frozen=True, slots=True)
 class DockerConfig:
     """The images the backend runs and how long it waits; every image is configuration."""
@@ -167,12 +173,20 @@ class DockerConfig:
     postgres_image: str = DEFAULT_POSTGRES_IMAGE
     proxy_image: str = DEFAULT_PROXY_IMAGE
     ready_timeout: float = 60.0
+    #: Restore later stacks' databases from the first stack's dump (see
+    #: :meth:`DockerBackend.prepare_database`); off: every stack migrates and seeds.
+    reuse_prepared: bool = True
 
     @classmethod
     def from_env(
         cls, *, postgres_image: str | None = None, proxy_image: str | None = None
     ) -> DockerConfig:
         """Explicit values first, then the environment, then the defaults."""
+        reuse = os.environ.get(REUSE_PREPARED_ENV, "1").strip().lower()
+        if reuse not in _SWITCH:
+            raise SpecError(
+                f"{REUSE_PREPARED_ENV}={reuse!r}", expected="on or off", choices=sorted(_SWITCH)
+            )
         return cls(
             postgres_image=postgres_image
             or os.environ.get(POSTGRES_IMAGE_ENV, "").strip()
@@ -180,6 +194,7 @@ class DockerConfig:
             proxy_image=proxy_image
             or os.environ.get(PROXY_IMAGE_ENV, "").strip()
             or DEFAULT_PROXY_IMAGE,
+            reuse_prepared=_SWITCH[reuse],
         )
 
     def settings(self) -> dict[str, str]:
@@ -975,7 +990,7 @@ class DockerStack:
         self.proxy.wait_ready()
         self.database.wait_ready()
         self.db_proxy = self.proxy.create_route()
-        migrate_and_seed(self, release, seed)
+        self.backend.prepare_database(self, release, seed)
         self.apps = [DockerApp(self, i, release) for i in range(instances)]
         with ThreadPoolExecutor(max_workers=max(1, instances)) as pool:
             for future in [pool.submit(app.launch) for app in self.apps]:
@@ -1086,6 +1101,9 @@ class DockerBackend:
         self._names = 0
         self._lock = threading.Lock()
         self._images_ok: set[str] = set()
+        #: (target, release, seed) -> the dump of a database migrated and seeded for it.
+        self._prepared: dict[str, Path] = {}
+        self._preparing: dict[str, threading.Lock] = {}
 
     # -- images ------------------------------------------------------------------------
 
@@ -1194,6 +1212,35 @@ class DockerBackend:
             return list(pool.map(remove, containers))
 
     # -- stacks ------------------------------------------------------------------------
+
+    def prepare_database(self, stack: DockerStack, release: Release, seed: int | None) -> None:
+        """Bring a new stack's database to ``release``'s last migration with the seed data
+        for ``seed``.
+
+        The first stack of a (target, release, seed) in the session runs the release's
+        migrate command and the target's seed command (a container each), then dumps the
+        database (``pg_dump -Fc`` in its container). Later stacks restore that dump: one
+        ``pg_restore`` instead of two containers. Objects outside the database (roles a
+        migration creates) are not in the dump: such a target sets
+        ``DEPLOY_CHAOS_DOCKER_REUSE_PREPARED=off`` (see docs/decisions.md).
+        """
+        if not self.config.reuse_prepared:
+            migrate_and_seed(stack, release, seed)
+            return
+        seeded = seed is not None and bool(stack.target.seed_command)
+        key = _SAFE_NAME.sub("-", f"{stack.target.name}-{release.name}")
+        key += f"-seed{seed}" if seeded else ""
+        with self._lock:
+            lock = self._preparing.setdefault(key, threading.Lock())
+        with lock:  # stacks of the same key wait for the first one's dump
+            dump = self._prepared.get(key)
+            if dump is None:
+                migrate_and_seed(stack, release, seed if seeded else None)
+                dump = self.run.subdir("prepared") / f"{key}.dump"
+                stack.database.backup(dump)
+                self._prepared[key] = dump
+                return
+        stack.database.restore(dump)
 
     def start_stack(
         self,

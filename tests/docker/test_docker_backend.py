@@ -178,6 +178,43 @@ def test_backup_and_restore(stack: DockerStack, tmp_path: Path) -> None:
         app.wait_healthy(timeout=10)
 
 
+def test_later_stacks_restore_the_first_stacks_prepared_database(
+    docker_backend: DockerBackend, ledger_target: Target
+) -> None:
+    # A seed no other test uses: the first stack of this key migrates and seeds.
+    release, seed = ledger_target.release("v1"), 7919
+    fingerprint_sql = (
+        "SELECT (SELECT count(*) FROM accounts), (SELECT sum(balance_cents) FROM accounts),"
+        " (SELECT md5(string_agg(idempotency_key || ':' || amount_cents, ',' ORDER BY id))"
+        "  FROM transfers), (SELECT string_agg(id, ',' ORDER BY id) FROM schema_migrations)"
+    )
+    with docker_backend.start_stack(
+        ledger_target, release, instances=1, name="prepared-a", seed=seed
+    ) as first:
+        before = first.database.sql(fingerprint_sql)
+        commands = first._commands
+    with docker_backend.start_stack(
+        ledger_target, release, instances=1, name="prepared-b", seed=seed
+    ) as second:
+        after = second.database.sql(fingerprint_sql)
+        assert second._commands == 0, "restored from the dump: no migrate or seed container"
+        # The sequences came with the dump: a new account gets the next id, not a taken one.
+        request = urllib.request.Request(
+            second.apps[0].base_url + "/accounts",
+            data=json.dumps({"owner": "after restore"}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 201
+            created = json.loads(answer.read())
+        assert created["id"] > before[0][0]
+    assert commands == 2, "the first stack ran the migrate and the seed command"
+    assert before == after
+    assert before[0][0] > 0
+    assert before[0][3] == "0001,0002"
+
+
 def test_toxics_and_partition_through_the_proxy_container(stack: DockerStack) -> None:
     route = stack.db_proxy
     assert route is not None
@@ -256,7 +293,8 @@ def test_interrupt_half_way_through_start_removes_everything(
     def interrupted(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(DockerStack, "migrate", interrupted)
+    # After the network, database and proxy exist; before any app.
+    monkeypatch.setattr(DockerBackend, "prepare_database", interrupted)
     with pytest.raises(KeyboardInterrupt):
         docker_backend.start_stack(
             ledger_target, ledger_target.release("v1"), instances=1, name="ctrl-c"

@@ -17,10 +17,11 @@ from harness.backends.docker import (
     LABEL_OWNER_START,
     POSTGRES_IMAGE_ENV,
     PROXY_IMAGE_ENV,
+    REUSE_PREPARED_ENV,
     DockerConfig,
     _owner_dead,
 )
-from harness.errors import ConfigError
+from harness.errors import ConfigError, SpecError
 
 
 def test_images_come_from_arguments_then_environment_then_defaults(
@@ -36,6 +37,24 @@ def test_images_come_from_arguments_then_environment_then_defaults(
         PROXY_IMAGE_ENV: "local/proxy:1",
     }
     assert DockerConfig.from_env(postgres_image="x/pg:16").postgres_image == "x/pg:16"
+
+
+@pytest.mark.parametrize(("value", "reuse"), [("on", True), ("1", True), ("OFF", False)])
+def test_reusing_prepared_databases_is_a_switch(
+    monkeypatch: pytest.MonkeyPatch, value: str, reuse: bool
+) -> None:
+    monkeypatch.setenv(REUSE_PREPARED_ENV, value)
+    assert DockerConfig.from_env().reuse_prepared is reuse
+
+
+def test_a_bad_reuse_switch_names_the_setting_and_the_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(REUSE_PREPARED_ENV, "sometimes")
+    with pytest.raises(SpecError) as info:
+        DockerConfig.from_env()
+    assert REUSE_PREPARED_ENV in str(info.value)
+    assert "off" in info.value.choices
 
 
 def _labels(pid: int, start: str, host: str | None = None) -> dict[str, str]:
