@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -389,6 +389,14 @@ class _NetworkRef:
     name: str
 
 
+class _PortTaken(ServiceError):
+    """Docker could not publish a host port: something else bound it first."""
+
+
+#: How often a container is started on fresh host ports when its port was taken.
+_PORT_ATTEMPTS = 3
+
+
 @dataclass(slots=True)
 class _ContainerSpec:
     image: str
@@ -585,7 +593,14 @@ class DockerDatabase(_ContainerService):
         )
 
     def create(self) -> None:
-        self.container = self.stack.backend.run_container(self.stack, self.spec())
+        self.container = self.stack.backend.run_container(
+            self.stack, self.spec(), respec=self._move
+        )
+
+    def _move(self) -> _ContainerSpec:
+        """The spec on another free port (the one picked was taken before Docker bound it)."""
+        self.port = free_port()
+        return self.spec()
 
     def wait_ready(self, timeout: float | None = None) -> None:
         def ready() -> bool:
@@ -699,7 +714,16 @@ class DockerProxy(_ContainerService):
         )
 
     def create(self) -> None:
-        self.container = self.stack.backend.run_container(self.stack, self.spec())
+        self.container = self.stack.backend.run_container(
+            self.stack, self.spec(), respec=self._move
+        )
+
+    def _move(self) -> _ContainerSpec:
+        """The spec on other free ports (one picked was taken before Docker bound it)."""
+        self.api_port = free_port()
+        self.db_port = free_port()
+        self.client = ToxiproxyClient(f"http://{HOST}:{self.api_port}")
+        return self.spec()
 
     def wait_ready(self, timeout: float | None = None) -> str:
         def answer() -> str:
@@ -754,10 +778,16 @@ class DockerApp(_ContainerService):
 
     def launch(self) -> None:
         """Create and start the container without waiting for health."""
+        self._generation += 1
+        # Only a first launch may move to another port: later ones keep the instance's URL.
+        respec = self._move if self._generation == 1 else None
+        self.container = self.stack.backend.run_container(self.stack, self._spec(), respec=respec)
+        self._paused = False
+
+    def _spec(self) -> _ContainerSpec:
         release = self._release
         values = self.stack.placeholder_values(release, instance=self.index, port=APP_PORT)
-        self._generation += 1
-        spec = _ContainerSpec(
+        return _ContainerSpec(
             image=self.stack.image_of(release),
             name=self.stack.container_name(f"app{self.index}-{self._generation}"),
             role="app",
@@ -766,8 +796,10 @@ class DockerApp(_ContainerService):
             ports={APP_PORT: self.port},
             aliases=(self.name,),
         )
-        self.container = self.stack.backend.run_container(self.stack, spec)
-        self._paused = False
+
+    def _move(self) -> _ContainerSpec:
+        self.port = free_port()
+        return self._spec()
 
     def healthy(self, timeout: float = 1.0) -> bool:
         try:
@@ -1124,8 +1156,29 @@ class DockerBackend:
 
     # -- containers and networks -------------------------------------------------------
 
-    def run_container(self, stack: DockerStack, spec: _ContainerSpec) -> Any:
-        """Create and start a labelled container on the stack's network (testcontainers)."""
+    def run_container(
+        self,
+        stack: DockerStack,
+        spec: _ContainerSpec,
+        *,
+        respec: Callable[[], _ContainerSpec] | None = None,
+    ) -> Any:
+        """Create and start a labelled container on the stack's network (testcontainers).
+
+        A host port is picked free before Docker binds it, so another process (an xdist
+        worker's container) can take it in between; Docker then fails with "port is already
+        allocated". With ``respec`` (the same container on other free ports) that is retried.
+        """
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                return self._run_container(stack, spec)
+            except _PortTaken:
+                if respec is None or attempt == _PORT_ATTEMPTS:
+                    raise
+                spec = respec()
+        raise AssertionError("unreachable")
+
+    def _run_container(self, stack: DockerStack, spec: _ContainerSpec) -> Any:
         from testcontainers.core.container import DockerContainer
 
         docker = _docker_module()
@@ -1154,6 +1207,8 @@ class DockerBackend:
             if wrapped is not None:
                 with contextlib.suppress(docker.errors.DockerException):
                     wrapped.remove(force=True, v=True)
+            if "port is already allocated" in str(exc):
+                raise _PortTaken(spec.name, f"start {spec.image}", str(exc)) from exc
             raise ServiceError(spec.name, f"start {spec.image}", str(exc)) from exc
         return container.get_wrapped_container()
 

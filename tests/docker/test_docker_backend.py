@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness.backends import docker as docker_module
 from harness.backends.docker import (
     LABEL_OWNER_PID,
     LABEL_RUN,
@@ -213,6 +214,27 @@ def test_later_stacks_restore_the_first_stacks_prepared_database(
     assert before == after
     assert before[0][0] > 0
     assert before[0][3] == "0001,0002"
+
+
+def test_a_host_port_taken_before_docker_binds_it_is_picked_again(
+    stack: DockerStack,
+    docker_backend: DockerBackend,
+    ledger_target: Target,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The new stack's database is first given the port the shared stack's database already
+    # publishes, as when two workers' free-port picks collide.
+    taken = stack.database.port
+    picks = iter([taken])
+    real = docker_module.free_port
+    monkeypatch.setattr(docker_module, "free_port", lambda: next(picks, None) or real())
+    with docker_backend.start_stack(
+        ledger_target, ledger_target.release("v1"), instances=1, name="port-taken"
+    ) as moved:
+        assert moved.database.port != taken
+        assert moved.applied_migrations() == ["0001", "0002"]
+        assert moved.apps[0].healthy()
+    assert stack.database.sql("SELECT 1") == [(1,)], "the first stack keeps its port"
 
 
 def test_toxics_and_partition_through_the_proxy_container(stack: DockerStack) -> None:
