@@ -6,6 +6,7 @@ when ``/dev/shm`` is a tmpfs with room to spare, else ``/tmp/deploy-chaos-<uid>`
     <run_id>/owner.json          the session that owns the run: pid and process start time
     <run_id>/procs/<name>.json   one record per process group we started
     <run_id>/...                 data directories, logs and sockets of the run's stacks
+    port-<n>                     a TCP port a live session handed out (see claim_port)
 
 A run whose owner is no longer alive is dead: :func:`reap` kills the process groups it
 recorded (checking the start time, so a reused pid is never touched) and removes the
@@ -14,6 +15,7 @@ directory. Session start reaps, and so does ``deploy-chaos reap``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -31,6 +33,7 @@ __all__ = [
     "ProcRecord",
     "ReapReport",
     "RunDir",
+    "claim_port",
     "kept_runs",
     "new_run_id",
     "process_start_time",
@@ -248,6 +251,62 @@ def _read_records(run_path: Path) -> Iterator[ProcRecord]:
             continue
 
 
+# -- port claims -----------------------------------------------------------------------------
+
+#: A port claim is a file ``port-<n>`` in the state root: "pid start_time" of its claimant.
+PORT_CLAIM_PREFIX = "port-"
+_claimed: set[Path] = set()
+
+
+def claim_port(port: int, root: Path | None = None) -> bool:
+    """Claim ``port`` for this process among every harness process of this user.
+
+    A port found free by the kernel is handed out only if no live harness process claimed
+    it first: two xdist workers (or two sessions) that both got the same free port from
+    the kernel, before either bound it, would otherwise both use it. False: claimed by a
+    live process, pick another. Claims last as long as the process (they are removed at
+    exit); those of dead processes are removed by :func:`reap`.
+    """
+    directory = root or state_root()
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = directory / f"{PORT_CLAIM_PREFIX}{port}"
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as claim:
+        claim.write(f"{os.getpid()} {process_start_time(os.getpid())}")
+    if not _claimed:
+        atexit.register(_release_claims)
+    _claimed.add(path)
+    return True
+
+
+def _release_claims() -> None:
+    for path in list(_claimed):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    _claimed.clear()
+
+
+def _claim_alive(path: Path) -> bool:
+    try:
+        pid, _, start = path.read_text().partition(" ")
+        return _alive(int(pid), int(start) if start.strip().isdigit() else None)
+    except (OSError, ValueError):
+        # Being written right now (created, not yet filled): alive for a moment.
+        with contextlib.suppress(OSError):
+            return time.time() - path.stat().st_mtime < 10
+        return False
+
+
+def _reap_port_claims(root: Path) -> None:
+    for path in root.glob(f"{PORT_CLAIM_PREFIX}*"):
+        if not _claim_alive(path):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 @dataclass(frozen=True, slots=True)
 class ReapReport:
     """What :func:`reap` found and removed."""
@@ -293,4 +352,7 @@ def reap(
                 killed.append(f"{run_path.name}/{rec.name} (pid {rec.pid})")
         shutil.rmtree(run_path, ignore_errors=True)
         removed.append(run_path.name)
+    for directory in roots:
+        if directory.is_dir():
+            _reap_port_claims(directory)
     return ReapReport(tuple(removed), tuple(killed), tuple(alive), tuple(kept))

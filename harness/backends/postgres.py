@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-from harness._runstate import RunDir
+from harness._runstate import RunDir, claim_port, state_root
 from harness._wait import wait_for
 from harness.errors import BackendError, ConfigError, PostgresNotFound, ServiceError
 
@@ -164,10 +164,22 @@ def pg_run_as() -> RunAs | None:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now, and claimed by no other live harness process
+    (see :func:`harness._runstate.claim_port`)."""
+    for _ in range(_PORT_PICKS):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if claim_port(port):
+            return port
+    raise BackendError(
+        f"no free TCP port on 127.0.0.1 after {_PORT_PICKS} picks: every port the kernel "
+        f"offered was claimed by another deploy-chaos process (see {state_root()})"
+    )
+
+
+#: How many ports the kernel is asked for before free_port gives up.
+_PORT_PICKS = 200
 
 
 def _chown_tree(path: Path, run_as: RunAs | None) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness._runstate import RunDir, process_start_time, reap
+from harness._runstate import STATE_DIR_ENV, RunDir, claim_port, process_start_time, reap
 from harness._wait import wait_for
+from harness.backends import postgres
 from harness.errors import WaitTimeout
 
 
@@ -131,3 +132,74 @@ def test_kept_records_and_paths_outlive_close_until_reaped_explicitly(tmp_path: 
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# -- port claims -------------------------------------------------------------------------------
+
+
+def _claimer(root: Path, port: int) -> subprocess.Popen[str]:
+    """Another process that claims ``port`` under ``root``, says so, and waits for stdin."""
+    code = (
+        "import sys; from pathlib import Path; from harness._runstate import claim_port;"
+        f" print(claim_port({port}, Path({str(root)!r})), flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "True"
+    return proc
+
+
+def test_a_port_claimed_by_a_live_process_is_not_handed_out_again(tmp_path: Path) -> None:
+    other = _claimer(tmp_path, 40001)
+    try:
+        assert claim_port(40001, tmp_path) is False
+        assert claim_port(40002, tmp_path) is True
+        assert claim_port(40002, tmp_path) is False, "not twice to the same process either"
+        reap(tmp_path)
+        assert (tmp_path / "port-40001").exists(), "the claimant is alive: reap keeps it"
+    finally:
+        other.communicate("", timeout=10)  # ends normally: its claims go with it
+    assert not (tmp_path / "port-40001").exists()
+    assert claim_port(40001, tmp_path) is True
+
+
+def test_claims_of_a_killed_process_are_reaped(tmp_path: Path) -> None:
+    other = _claimer(tmp_path, 40003)
+    other.kill()
+    other.wait(timeout=5)
+    assert claim_port(40003, tmp_path) is False, "a stale claim holds until reaped"
+    reap(tmp_path)
+    assert claim_port(40003, tmp_path) is True
+
+
+def test_free_port_skips_ports_other_processes_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel offers 40005 (claimed by another worker), 40005 again, then 40006.
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
+    offers = iter([40005, 40005, 40006])
+
+    class Socket:
+        def __init__(self, *_args: object) -> None:
+            self.port = next(offers)
+
+        def __enter__(self) -> Socket:
+            return self
+
+        def __exit__(self, *_args: object) -> None:
+            return None
+
+        def bind(self, _address: object) -> None:
+            return None
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    other = _claimer(tmp_path, 40005)
+    try:
+        monkeypatch.setattr(postgres.socket, "socket", Socket)
+        assert postgres.free_port() == 40006
+    finally:
+        other.communicate("", timeout=10)
