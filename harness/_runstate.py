@@ -327,6 +327,35 @@ def _owner_alive(run_path: Path) -> bool:
     return _alive(int(owner["pid"]), owner.get("start_time"))
 
 
+def _running(rec: ProcRecord) -> bool:
+    """Still executing (not gone, not a zombie), and still the process we started."""
+    try:
+        stat = Path(f"/proc/{rec.pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if rec.start_time is not None and int(fields[19]) != rec.start_time:
+        return False
+    return fields[0] not in ("Z", "X")
+
+
+def _remove_run_dir(run_path: Path, killed: list[ProcRecord]) -> None:
+    """Remove a dead run's directory once the processes just killed stopped executing:
+    a dying server can still create files while the tree is being removed."""
+    deadline = time.monotonic() + REAP_WAIT_S
+    while any(_running(rec) for rec in killed) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for _ in range(5):
+        shutil.rmtree(run_path, ignore_errors=True)
+        if not run_path.exists():
+            return
+        time.sleep(0.05)
+
+
+#: How long reaping waits for killed process groups to stop before removing their files.
+REAP_WAIT_S = 5.0
+
+
 def reap(
     root: Path | None = None, *, include_alive: bool = False, include_kept: bool = False
 ) -> ReapReport:
@@ -346,11 +375,11 @@ def reap(
         if not include_kept and _kept_entries(run_path):
             kept.append(run_path.name)
             continue
-        for rec in _read_records(run_path):
-            if rec.alive():
-                rec.kill_group()
-                killed.append(f"{run_path.name}/{rec.name} (pid {rec.pid})")
-        shutil.rmtree(run_path, ignore_errors=True)
+        victims = [rec for rec in _read_records(run_path) if rec.alive()]
+        for rec in victims:
+            rec.kill_group()
+            killed.append(f"{run_path.name}/{rec.name} (pid {rec.pid})")
+        _remove_run_dir(run_path, victims)
         removed.append(run_path.name)
     for directory in roots:
         if directory.is_dir():
