@@ -29,6 +29,7 @@ import psycopg
 
 from harness._runstate import RunDir, reap
 from harness._wait import wait_for
+from harness.backends._listeners import group_listens, listening_inodes
 from harness.backends.base import (
     CommandResult,
     ProxyRoute,
@@ -157,6 +158,7 @@ class LocalApp:
         self.log_path = stack.directory / f"{self.name}.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._paused = False
+        self._launches = 0
 
     @property
     def release(self) -> Release:
@@ -180,6 +182,7 @@ class LocalApp:
 
     def launch(self) -> None:
         """Start the process without waiting for health (see :meth:`wait_healthy`)."""
+        self._launches += 1
         release = self._release
         values = self.stack.placeholder_values(release, instance=self.index, port=self.port)
         argv = fill_placeholders(release.command, values)
@@ -215,6 +218,8 @@ class LocalApp:
     def wait_healthy(self, timeout: float | None = None) -> None:
         def check() -> bool:
             if self._proc is None or self._proc.poll() is not None:
+                if self._proc is not None and self._moved_off_a_taken_port():
+                    return False
                 code = None if self._proc is None else self._proc.returncode
                 raise ServiceError(
                     self.name,
@@ -222,12 +227,16 @@ class LocalApp:
                     f"process exited with status {code}",
                     self.log_tail(),
                 )
-            return _http_status(self.base_url + self._release.health_path, 1.0) == 200
+            if _http_status(self.base_url + self._release.health_path, 1.0) != 200:
+                return False
+            # 200, but from whom? Another program may hold the port (see _listeners).
+            return group_listens(self._proc.pid, self.port) is not False
 
         wait_for(
             check,
             what=f"{self.stack.name}/{self.name} ({self._release.name}) to answer "
-            f"{self._release.health_path} with 200 on port {self.port}",
+            f"{self._release.health_path} with 200 on port {self.port} (from a socket of its "
+            "own process group)",
             timeout=timeout or self._release.startup_timeout,
             # A refused connection costs next to nothing: poll often, so a start that takes
             # 0.3 s is seen within 30 ms, not 0.2 s later (six app starts a run add up).
@@ -236,6 +245,20 @@ class LocalApp:
             log_tail=self.log_tail,
             error=AppNotHealthy,
         )
+
+    def _moved_off_a_taken_port(self) -> bool:
+        """After a first launch exited while another program listens on its port (taken
+        between :func:`free_port` and the bind): launch again on a new port. A later
+        launch keeps its port, so the instance's URL stays what the workload uses."""
+        if self._launches != 1 or not listening_inodes(self.port):
+            return False
+        taken, self.port = self.port, free_port()
+        with open(self.log_path, "ab") as log:
+            log.write(
+                f"--- port {taken} is taken by another program: moving to {self.port}\n".encode()
+            )
+        self.launch()
+        return True
 
     def start(self) -> None:
         self.launch()

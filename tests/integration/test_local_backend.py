@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,10 @@ import psycopg
 import pytest
 
 from harness._runstate import process_start_time
+from harness.backends import local as local_module
+from harness.backends._listeners import group_listens, listening_inodes
 from harness.backends.local import LocalBackend, LocalStack
+from harness.backends.postgres import free_port
 from harness.errors import AppNotHealthy, MigrationFailed, ServiceError
 from tests.integration.apps import tiny_release, tiny_target
 
@@ -183,3 +188,52 @@ def test_health_timeout_names_the_instance_and_shows_the_log(local_backend: Loca
         local_backend.start_stack(target, silent, instances=1, name="silent-stack")
     assert "silent-stack/app0" in str(info.value)
     assert "listening nowhere" in str(info.value)
+
+
+class _Stranger(BaseHTTPRequestHandler):
+    """Another program on the instance's port: answers every GET with 200."""
+
+    def do_GET(self) -> None:
+        body = b"stranger"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        return None
+
+
+def test_an_instance_whose_port_was_taken_moves_and_the_stranger_is_not_believed(
+    local_backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another program binds the port picked for app0 before app0 does, and answers 200 to
+    # the health URL: the harness must not take it for the instance.
+    stranger = ThreadingHTTPServer(("127.0.0.1", 0), _Stranger)
+    threading.Thread(target=stranger.serve_forever, daemon=True).start()
+    taken = int(stranger.server_address[1])
+    picks = iter([taken])
+    monkeypatch.setattr(local_module, "free_port", lambda: next(picks, None) or free_port())
+    target = tiny_target()
+    try:
+        with local_backend.start_stack(target, target.release("r1"), instances=1) as stack:
+            app = stack.apps[0]
+            assert app.port != taken
+            with urllib.request.urlopen(app.base_url + "/version", timeout=5) as answer:
+                assert json.loads(answer.read())["release"] == "r1"
+            assert "is taken by another program" in app.log_tail()
+    finally:
+        stranger.shutdown()
+        stranger.server_close()
+
+
+def test_listeners_are_told_apart_by_process_group() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stranger)
+    try:
+        port = int(server.server_address[1])
+        assert listening_inodes(port)
+        assert group_listens(os.getpgrp(), port) is True
+        assert group_listens(os.getpgrp() + 1_000_000, port) is False
+    finally:
+        server.server_close()
+    assert group_listens(os.getpgrp(), port) is False, "nobody listens any more"
