@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from harness._runstate import process_start_time
+from harness.backends import _listeners
 from harness.backends import local as local_module
 from harness.backends._listeners import group_listens, listening_inodes
 from harness.backends.local import LocalBackend, LocalStack
@@ -229,11 +231,21 @@ def test_an_instance_whose_port_was_taken_moves_and_the_stranger_is_not_believed
 
 def test_listeners_are_told_apart_by_process_group() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Stranger)
+    six = socket.socket(socket.AF_INET6)
     try:
         port = int(server.server_address[1])
+        six.bind(("::1", 0))
+        six.listen()
+        six_port = int(six.getsockname()[1])
+        # The kernel's answer over netlink matches its /proc tables, for IPv4 and IPv6.
+        for listening in (port, six_port):
+            found = _listeners._netlink_listening_inodes(listening)
+            assert len(found) == 1
+            assert found == _listeners._proc_listening_inodes(listening)
         assert listening_inodes(port)
         assert group_listens(os.getpgrp(), port) is True
         assert group_listens(os.getpgrp() + 1_000_000, port) is False
     finally:
         server.server_close()
+        six.close()
     assert group_listens(os.getpgrp(), port) is False, "nobody listens any more"
