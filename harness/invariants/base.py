@@ -408,6 +408,7 @@ def table_stats(conn: Connection) -> HistoryStats:
         sql.SQL(
             "SELECT min(invoke_t), max(complete_t), count(*) FILTER (WHERE type = 'info'"
             " OR (type = 'fail' AND coalesce(error_kind, '') <> 'rejected')) FROM {table}"
+            " WHERE coalesce(error_kind, '') <> 'stopped'"
         ).format(table=table)
     ).fetchone() or (None, None, 0)
     row = conn.execute(
@@ -422,7 +423,8 @@ def table_stats(conn: Connection) -> HistoryStats:
             "     max(complete_t) FILTER (WHERE NOT err) OVER w AS prev,"
             "     lag(err) OVER w AS after_err"
             "     FROM (SELECT idx, invoke_t, complete_t, (type = 'info' OR (type = 'fail'"
-            "       AND coalesce(error_kind, '') <> 'rejected')) AS err FROM {table}) e"
+            "       AND coalesce(error_kind, '') <> 'rejected')) AS err FROM {table}"
+            "       WHERE coalesce(error_kind, '') <> 'stopped') e"
             "     WINDOW w AS (ORDER BY complete_t, idx ROWS UNBOUNDED PRECEDING)) n"
             "   WHERE err OR after_err) x"
             " GROUP BY g HAVING bool_or(err)) windows ORDER BY stop - start DESC, start LIMIT 1"

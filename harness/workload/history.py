@@ -72,11 +72,15 @@ class ErrorKind(enum.Enum):
     UNAVAILABLE = "unavailable"
     #: Nobody knows whether it was applied (timeout, reset, an answer that does not say).
     INDETERMINATE = "indeterminate"
+    #: Still in flight when the workload stopped: as unknown as a timeout, but cut off by
+    #: the harness, not refused by the app, so it says nothing about availability.
+    STOPPED = "stopped"
 
     @property
     def is_error(self) -> bool:
-        """Counts against availability (a rejection is a served request)."""
-        return self is not ErrorKind.REJECTED
+        """Counts against availability (a rejection is a served request; an operation the
+        harness cut off at the end is not the app's doing)."""
+        return self not in (ErrorKind.REJECTED, ErrorKind.STOPPED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +240,7 @@ class History:
                         invoke.value,
                         now,
                         reason,
-                        ErrorKind.INDETERMINATE,
+                        ErrorKind.STOPPED,
                     )
                 )
             return len(pending)
@@ -421,7 +425,7 @@ def _is_error(op: Operation) -> bool:
     if op.type is OpType.OK:
         return False
     if op.type is OpType.INFO:
-        return True
+        return op.error_kind is not ErrorKind.STOPPED
     return op.error_kind is not None and op.error_kind.is_error
 
 
@@ -433,6 +437,8 @@ def history_stats(operations: Sequence[Operation], *, end: float | None = None) 
     first = last = 0.0
     for op in operations:
         counts[(op.f, op.type)] += 1
+        if op.error_kind is ErrorKind.STOPPED:
+            continue  # cut off by the harness: neither served nor refused
         error = _is_error(op)
         errors += error
         events.append((op.complete_time, error, op.invoke_time))

@@ -492,6 +492,7 @@ _completion = st.sampled_from(
         (OpType.FAIL, ErrorKind.REJECTED),
         (OpType.FAIL, ErrorKind.UNAVAILABLE),
         (OpType.INFO, ErrorKind.INDETERMINATE),
+        (OpType.INFO, ErrorKind.STOPPED),
     ]
 )
 

@@ -206,8 +206,9 @@ def test_stop_is_prompt_in_flight_become_info_and_no_thread_is_left(
     assert time.monotonic() - started < 2.0, "stop aborts in-flight requests, not their timeout"
     assert stats["in_flight_at_stop"] == 4
     assert stats["by_type"] == {"ok": 0, "fail": 0, "info": 4}
+    assert stats["errors"] == 0, "cut off by the harness: not the app's errors"
     assert all(
-        o.error == "still in flight when the workload stopped"
+        o.error == "still in flight when the workload stopped" and o.error_kind is ErrorKind.STOPPED
         for o in workload.history.ops
         if o.type is OpType.INFO
     )

@@ -58,8 +58,11 @@ def test_operations_in_flight_at_close_become_info_and_late_completions_are_drop
     assert (last.type, last.process, last.error_kind) == (
         OpType.INFO,
         1,
-        ErrorKind.INDETERMINATE,
+        ErrorKind.STOPPED,
     )
+    # Unknown, but cut off by the harness: not an error of the app's, and no outage.
+    stats = history_stats(history.operations())
+    assert (stats.operations, stats.errors, stats.longest_unavailable) == (2, 0, None)
     with pytest.raises(ValueError, match="closed"):
         history.invoke(2, "write", {})
 
