@@ -93,15 +93,21 @@ def new_run_id() -> str:
     return f"dc{time.strftime('%m%d%H%M%S')}{secrets.token_hex(3)}"
 
 
-def process_start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None when it does not exist."""
+def proc_stat(pid: int | str) -> list[str] | None:
+    """``/proc/<pid>/stat`` from field 3 (state) on, or None when the process does not exist:
+    ``[0]`` state, ``[2]`` process group, ``[19]`` start time in clock ticks since boot."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None when it does not exist."""
+    fields = proc_stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def _alive(pid: int, start_time: int | None) -> bool:
@@ -329,12 +335,8 @@ def _owner_alive(run_path: Path) -> bool:
 
 def _running(rec: ProcRecord) -> bool:
     """Still executing (not gone, not a zombie), and still the process we started."""
-    try:
-        stat = Path(f"/proc/{rec.pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if rec.start_time is not None and int(fields[19]) != rec.start_time:
+    fields = proc_stat(rec.pid)
+    if fields is None or (rec.start_time is not None and int(fields[19]) != rec.start_time):
         return False
     return fields[0] not in ("Z", "X")
 

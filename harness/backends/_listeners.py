@@ -13,14 +13,17 @@ import socket
 import struct
 from pathlib import Path
 
+from harness._runstate import proc_stat
+
 __all__ = ["group_listens", "listening_inodes"]
 
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 _LISTEN = "0A"
 
 
-def listening_inodes(port: int) -> set[int]:
-    """The inodes of the sockets listening on ``port`` (any local address, IPv4 or IPv6).
+def listening_inodes(port: int) -> set[int] | None:
+    """The inodes of the sockets listening on ``port`` (any local address, IPv4 or IPv6);
+    None when this machine cannot tell.
 
     Asked of the kernel over netlink (sock_diag, listening sockets only: cheap however many
     connections the machine has); from the ``/proc/net/tcp`` tables where netlink is not
@@ -29,6 +32,8 @@ def listening_inodes(port: int) -> set[int]:
     try:
         return _netlink_listening_inodes(port)
     except OSError:
+        if not any(Path(table).exists() for table in _TABLES):
+            return None
         return _proc_listening_inodes(port)
 
 
@@ -90,15 +95,6 @@ def _netlink_listening_inodes(port: int) -> set[int]:
     return inodes
 
 
-def _group_of(pid: str) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # After the command name: state, ppid, pgrp.
-    return int(stat[stat.rindex(")") + 2 :].split()[2])
-
-
 def _holds(pid: str, sockets: set[str]) -> bool:
     with contextlib.suppress(OSError):
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -111,20 +107,18 @@ def _holds(pid: str, sockets: set[str]) -> bool:
 def group_listens(pgid: int, port: int) -> bool | None:
     """True when a process of group ``pgid`` holds a socket listening on ``port``; False when
     only others do (or nobody); None when this machine cannot tell (no socket tables)."""
-    if not os.path.isdir("/proc/self/fd"):
+    inodes = listening_inodes(port)
+    if inodes is None or not os.path.isdir("/proc/self/fd"):
         return None
-    try:
-        inodes = _netlink_listening_inodes(port)
-    except OSError:
-        if not any(Path(table).exists() for table in _TABLES):
-            return None
-        inodes = _proc_listening_inodes(port)
     if not inodes:
         return False
     sockets = {f"socket:[{inode}]" for inode in inodes}
     if _holds(str(pgid), sockets):  # the group's leader, nearly always the one listening
         return True
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _group_of(entry) == pgid and _holds(entry, sockets):
+        if not entry.isdigit():
+            continue
+        fields = proc_stat(entry)
+        if fields is not None and int(fields[2]) == pgid and _holds(entry, sockets):
             return True
     return False

@@ -58,12 +58,14 @@ from harness.backends.postgres import free_port
 from harness.errors import (
     AppNotHealthy,
     BackendError,
+    ConfigError,
     MigrationFailed,
     ProxyApiError,
     ServiceError,
     SpecError,
 )
 from harness.faults.network import ToxiproxyClient
+from harness.faults.registry import parse_bool
 from harness.spec import Release, Target, fill_placeholders
 
 __all__ = [
@@ -162,8 +164,6 @@ class ImageMissing(BackendError):
 
 #: "off" makes every docker stack migrate and seed itself (see DockerConfig.reuse_prepared).
 REUSE_PREPARED_ENV = "DEPLOY_CHAOS_DOCKER_REUSE_PREPARED"
-_SWITCH = {"1": True, "on": True, "true": True, "yes": True}
-_SWITCH |= {"0": False, "off": False, "false": False, "no": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +182,11 @@ class DockerConfig:
         cls, *, postgres_image: str | None = None, proxy_image: str | None = None
     ) -> DockerConfig:
         """Explicit values first, then the environment, then the defaults."""
-        reuse = os.environ.get(REUSE_PREPARED_ENV, "1").strip().lower()
-        if reuse not in _SWITCH:
-            raise SpecError(
-                f"{REUSE_PREPARED_ENV}={reuse!r}", expected="on or off", choices=sorted(_SWITCH)
-            )
+        reuse = os.environ.get(REUSE_PREPARED_ENV, "on")
+        try:
+            reuse_prepared = parse_bool(reuse)
+        except ValueError:
+            raise ConfigError(REUSE_PREPARED_ENV, reuse, "on or off (or true/false, 1/0)") from None
         return cls(
             postgres_image=postgres_image
             or os.environ.get(POSTGRES_IMAGE_ENV, "").strip()
@@ -194,7 +194,7 @@ class DockerConfig:
             proxy_image=proxy_image
             or os.environ.get(PROXY_IMAGE_ENV, "").strip()
             or DEFAULT_PROXY_IMAGE,
-            reuse_prepared=_SWITCH[reuse],
+            reuse_prepared=reuse_prepared,
         )
 
     def settings(self) -> dict[str, str]:
@@ -1169,14 +1169,15 @@ class DockerBackend:
         worker's container) can take it in between; Docker then fails with "port is already
         allocated". With ``respec`` (the same container on other free ports) that is retried.
         """
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
+        attempts = 1
+        while True:
             try:
                 return self._run_container(stack, spec)
             except _PortTaken:
-                if respec is None or attempt == _PORT_ATTEMPTS:
+                if respec is None or attempts == _PORT_ATTEMPTS:
                     raise
+                attempts += 1
                 spec = respec()
-        raise AssertionError("unreachable")
 
     def _run_container(self, stack: DockerStack, spec: _ContainerSpec) -> Any:
         from testcontainers.core.container import DockerContainer

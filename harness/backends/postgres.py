@@ -167,15 +167,20 @@ def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now, and claimed by no other live harness process
     (see :func:`harness._runstate.claim_port`)."""
     for _ in range(_PORT_PICKS):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
+        port = _kernel_free_port()
         if claim_port(port):
             return port
     raise BackendError(
         f"no free TCP port on 127.0.0.1 after {_PORT_PICKS} picks: every port the kernel "
         f"offered was claimed by another deploy-chaos process (see {state_root()})"
     )
+
+
+def _kernel_free_port() -> int:
+    """A port the kernel finds free on 127.0.0.1 (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 #: How many ports the kernel is asked for before free_port gives up.

@@ -61,6 +61,16 @@ _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``yes``/``on``/``1`` -> True, ``false``/``no``/``off``/``0`` -> False."""
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
 def parse_duration(text: str) -> float:
     """``800ms`` -> 0.8, ``2s`` -> 2.0, ``1m`` -> 60.0, ``1.5`` -> 1.5 (seconds)."""
     match = _DURATION.fullmatch(text.strip())
@@ -150,12 +160,7 @@ def _convert(field: str, hint: Any, text: str) -> Any:
                 errors.append(str(exc))
         raise ValueError("; ".join(errors))
     if hint is bool:
-        low = text.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ValueError(f"{text!r} is not a boolean (true/false)")
+        return parse_bool(text)
     if hint is int:
         stripped = text.strip()
         if field.endswith("_ms") and not stripped.lstrip("-").isdigit():

@@ -425,7 +425,7 @@ def _is_error(op: Operation) -> bool:
     if op.type is OpType.OK:
         return False
     if op.type is OpType.INFO:
-        return op.error_kind is not ErrorKind.STOPPED
+        return True
     return op.error_kind is not None and op.error_kind.is_error
 
 

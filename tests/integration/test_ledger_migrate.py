@@ -76,13 +76,15 @@ def execute(url: str, *statements: str) -> None:
 
 
 @contextmanager
-def migrating_in_background(url: str, release: str, target: str) -> Iterator[subprocess.Popen[str]]:
-    """The migrate command running on its own (lock timeout 20 s); killed if still running
-    when the block ends, however it ends."""
+def migrating_in_background(
+    url: str, release: str, target: str, **env: str
+) -> Iterator[subprocess.Popen[str]]:
+    """The migrate command running on its own (lock timeout 20 s unless ``env`` says
+    otherwise); killed if still running when the block ends, however it ends."""
     process = subprocess.Popen(
         [sys.executable, "-m", "ledger.migrate", "--release", release, "--to", target],
         cwd=LEDGER_DIR,
-        env=_env(url, MIGRATE_LOCK_TIMEOUT="20s"),
+        env=_env(url, **{"MIGRATE_LOCK_TIMEOUT": "20s", **env}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -212,25 +214,13 @@ def test_v2_backfill_is_batched_and_v2_1_resumes_it_after_a_kill(pg_url: str) ->
     migrate(pg_url, "v2", "0003")
     _seed_v1_rows(pg_url, 450)
     # Throttled, so the test can kill it after its first committed batch.
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "ledger.migrate", "--release", "v2", "--to", "0004"],
-        cwd=LEDGER_DIR,
-        env=_env(pg_url, LEDGER_BACKFILL_PAUSE="30"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     lines: list[str] = []
-    try:
+    with migrating_in_background(pg_url, "v2", "0004", LEDGER_BACKFILL_PAUSE="30") as killed:
         assert killed.stdout is not None
         for line in killed.stdout:
             lines.append(line)
             if "accounts batch 1:" in line:
                 break
-    finally:
-        os.killpg(killed.pid, signal.SIGKILL)
-        killed.wait()
     assert "  0004 up: accounts batch 1: ids 1-200, 200 rows set to USD\n" in lines, lines
     assert _currencies(pg_url, "accounts") == {"USD": 200, None: 250}
     assert applied(pg_url) == ["0001", "0002", "0003"]

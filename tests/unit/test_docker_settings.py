@@ -21,7 +21,7 @@ from harness.backends.docker import (
     DockerConfig,
     _owner_dead,
 )
-from harness.errors import ConfigError, SpecError
+from harness.errors import ConfigError
 
 
 def test_images_come_from_arguments_then_environment_then_defaults(
@@ -47,14 +47,15 @@ def test_reusing_prepared_databases_is_a_switch(
     assert DockerConfig.from_env().reuse_prepared is reuse
 
 
-def test_a_bad_reuse_switch_names_the_setting_and_the_choices(
+def test_a_bad_reuse_switch_names_the_setting_and_what_it_takes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(REUSE_PREPARED_ENV, "sometimes")
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ConfigError) as info:
         DockerConfig.from_env()
-    assert REUSE_PREPARED_ENV in str(info.value)
-    assert "off" in info.value.choices
+    assert info.value.setting == REUSE_PREPARED_ENV
+    assert info.value.value == "sometimes"
+    assert "on or off" in str(info.value)
 
 
 def _labels(pid: int, start: str, host: str | None = None) -> dict[str, str]:

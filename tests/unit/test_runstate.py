@@ -180,26 +180,9 @@ def test_free_port_skips_ports_other_processes_claimed(
     # The kernel offers 40005 (claimed by another worker), 40005 again, then 40006.
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
     offers = iter([40005, 40005, 40006])
-
-    class Socket:
-        def __init__(self, *_args: object) -> None:
-            self.port = next(offers)
-
-        def __enter__(self) -> Socket:
-            return self
-
-        def __exit__(self, *_args: object) -> None:
-            return None
-
-        def bind(self, _address: object) -> None:
-            return None
-
-        def getsockname(self) -> tuple[str, int]:
-            return ("127.0.0.1", self.port)
-
     other = _claimer(tmp_path, 40005)
     try:
-        monkeypatch.setattr(postgres.socket, "socket", Socket)
+        monkeypatch.setattr(postgres, "_kernel_free_port", lambda: next(offers))
         assert postgres.free_port() == 40006
     finally:
         other.communicate("", timeout=10)
