@@ -16,6 +16,7 @@ __all__ = [
     "CommandFailed",
     "ConfigError",
     "MigrationFailed",
+    "NothingToActOn",
     "PostgresNotFound",
     "ProxyApiError",
     "ProxyError",
@@ -146,6 +147,16 @@ class WaitTimeout(ChaosError):
 
 class AppNotHealthy(WaitTimeout):
     """An app instance did not answer its health check in time."""
+
+
+class NothingToActOn(ChaosError):
+    """A fault fired but found nothing to act on (no migration running to kill, no
+    connection to terminate): the run did not test what its cell says."""
+
+    def __init__(self, fault: str, detail: str) -> None:
+        self.fault = fault
+        self.detail = detail
+        super().__init__(f"fault {fault} found nothing to act on: {detail}")
 
 
 class ProxyError(ChaosError):

@@ -5,6 +5,7 @@
   not a fresh ``initdb``).
 - :class:`PgCluster` is one server on a free 127.0.0.1 port with its socket directory inside
   the stack's directory: start, stop, kill, pause, resume, restart (crash recovery), SQL.
+  Kill and pause act on every process of the server at once (see :meth:`PgCluster.kill`).
 
 PostgreSQL refuses to run as root; when the harness runs as root the server processes run as
 an unprivileged user (``DEPLOY_CHAOS_PG_USER``, default ``postgres`` when that user exists,
@@ -23,7 +24,7 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-from harness._runstate import RunDir, claim_port, state_root
+from harness._runstate import RunDir, claim_port, proc_stat, state_root
 from harness._wait import wait_for
 from harness.errors import BackendError, ConfigError, PostgresNotFound, ServiceError
 
@@ -363,7 +364,8 @@ class PgCluster:
         self.password = secrets.token_urlsafe(18)
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._paused = False
+        #: What :meth:`pause` stopped (not None while paused).
+        self._frozen: list[_ServerProcess] | None = None
         #: Start, stop, kill and restart one at a time: a fault's heal (on its timer) and a
         #: recovery step may both restart the server; two postmasters must never race.
         self._lifecycle = threading.RLock()
@@ -478,7 +480,7 @@ class PgCluster:
                     extra_groups=[] if self.run_as else None,
                 )
             self.run.record(self.name, self._proc.pid, tuple(argv))
-            self._paused = False
+            self._frozen = None
             try:
                 self.wait_ready(timeout=timeout)
                 break
@@ -517,7 +519,7 @@ class PgCluster:
 
     def stop(self, *, timeout: float = 15.0, immediate: bool = False) -> None:
         """Fast shutdown (SIGINT), or with ``immediate`` PostgreSQL's immediate shutdown
-        (SIGQUIT: no checkpoint; for data about to be thrown away); SIGKILL the group if it
+        (SIGQUIT: no checkpoint; for data about to be thrown away); :meth:`kill` it if it
         does not stop in time."""
         with self._lifecycle:
             self._stop_locked(timeout=timeout, immediate=immediate)
@@ -526,22 +528,28 @@ class PgCluster:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            if self._paused:
-                self.resume()
-            with contextlib.suppress(ProcessLookupError):
+        try:
+            if proc.poll() is None:
+                if self._frozen is not None:
+                    self._thaw()
                 proc.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._killpg(signal.SIGKILL)
-                proc.wait()
-        self._reap_group()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=timeout)
+        finally:
+            # The SIGKILL fallback. A postmaster that exited by itself has nothing left:
+            # it exits only once it has reaped every child.
+            self._kill_locked()
         self.run.forget(self.name)
         self._proc = None
 
     def kill(self) -> None:
-        """Crash: SIGKILL the postmaster and every backend (its whole process group)."""
+        """Crash: SIGKILL the postmaster and every process under it, effectively at once
+        (like ``docker kill``), and return once none of them is left.
+
+        Each backend (and every other child of the postmaster) is in a session of its own,
+        so the postmaster's process group would miss them. The server is frozen first (see
+        :meth:`_freeze`), then every frozen process is killed.
+        """
         with self._lifecycle:
             self._kill_locked()
 
@@ -549,25 +557,45 @@ class PgCluster:
         proc = self._proc
         if proc is None:
             return
-        self._killpg(signal.SIGKILL)
-        proc.wait()
-        self._reap_group()
-        self._paused = False
+        frozen: list[_ServerProcess] = []
+        try:
+            if proc.poll() is None:
+                self._freeze(proc, frozen)
+        finally:
+            # Deepest first: each SIGKILL goes to a pid its stopped parent still holds.
+            for child in reversed(frozen):
+                child.send(signal.SIGKILL)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            self._frozen = None
+        # The postmaster's children are not ours to wait for: they are gone once /proc
+        # has no such process (a zombie has released its memory; init reaps it).
+        self._await(frozen, _exited, f"{self.name}'s server processes to exit after SIGKILL")
 
     def pause(self) -> None:
-        """SIGSTOP the server's processes (like ``docker pause``)."""
-        self._require_running("pause")
-        self._killpg(signal.SIGSTOP)
-        self._paused = True
+        """Stop every process of the server (like ``docker pause``): already open
+        connections get no answer and nothing commits until :meth:`resume`."""
+        with self._lifecycle:
+            proc = self._require_running("pause")
+            if self._frozen is not None:
+                return
+            frozen: list[_ServerProcess] = []
+            self._frozen = frozen
+            try:
+                self._freeze(proc, frozen)
+            except BaseException:
+                self._thaw()
+                raise
 
     def resume(self) -> None:
-        self._require_running("resume")
-        self._killpg(signal.SIGCONT)
-        self._paused = False
+        with self._lifecycle:
+            self._require_running("resume")
+            self._thaw()
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        """True between :meth:`pause` and :meth:`resume` (or a kill, stop or restart)."""
+        return self._frozen is not None and self.running
 
     def restart(self, *, timeout: float = 30.0) -> None:
         """Stop (fast) if running, then start: after a kill this runs crash recovery."""
@@ -575,20 +603,14 @@ class PgCluster:
             self._restart_locked(timeout=timeout)
 
     def _restart_locked(self, *, timeout: float = 30.0) -> None:
-        if self.running:
-            self.stop()
-        else:
-            self._reap_group()
-        self._proc = None
+        self._stop_locked()
         self.start(timeout=timeout)
 
     def close(self) -> None:
         """Stop whatever is left (immediate shutdown: the data directory is thrown away);
         tolerate a half-started or already-dead server."""
-        try:
-            self.stop(timeout=10, immediate=True)
-        finally:
-            self._reap_group()
+        with self._lifecycle:
+            self._stop_locked(timeout=10, immediate=True)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -599,29 +621,127 @@ class PgCluster:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _require_running(self, action: str) -> None:
-        if not self.running:
+    def _require_running(self, action: str) -> subprocess.Popen[bytes]:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
             raise ServiceError(self.name, action, "the server is not running", self.log_tail())
+        return proc
 
-    def _killpg(self, sig: signal.Signals) -> None:
-        if self._proc is None:
+    def _freeze(self, proc: subprocess.Popen[bytes], frozen: list[_ServerProcess]) -> None:
+        """SIGSTOP the postmaster, then every process under it; ``frozen`` collects the
+        latter as they are stopped (children before their own children), so that a caller
+        can thaw or kill what a freeze that failed half-way had stopped.
+
+        The postmaster is stopped first and awaited (``T`` in ``/proc/<pid>/stat``): stopped,
+        it forks no child, and none of its children's pids can be reused (a child that exits
+        stays a zombie until the postmaster reaps it). Its children are then listed, stopped
+        and awaited, and the listing is repeated for the stopped ones, until it finds no new
+        process: every pid signalled was listed as the child of a process stopped at the
+        time. A postmaster that exits meanwhile leaves nothing to freeze.
+        """
+        proc.send_signal(signal.SIGSTOP)
+        postmaster = _ServerProcess.of(proc.pid)
+        stopping = [] if postmaster is None else [postmaster]
+        self._await(stopping, _stopped, f"{self.name}'s postmaster to stop (SIGSTOP)")
+        if proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._proc.pid, sig)
+        known = {proc.pid}
+        while True:
+            found = [child for child in _children_of(known) if child.pid not in known]
+            if not found:
+                return
+            for child in found:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGSTOP)
+            frozen.extend(found)
+            known.update(child.pid for child in found)
+            self._await(found, _stopped, f"{self.name}'s server processes to stop (SIGSTOP)")
 
-    def _reap_group(self) -> None:
-        """Backends outlive a killed postmaster for a moment; make sure none is left."""
-        if self._proc is None:
+    def _thaw(self) -> None:
+        """SIGCONT what :meth:`pause` stopped: children first, while the stopped postmaster
+        still holds their pids, then the postmaster."""
+        frozen, self._frozen = self._frozen, None
+        for child in reversed(frozen or ()):
+            child.send(signal.SIGCONT)
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
+    def _await(
+        self, procs: Sequence[_ServerProcess], done: Callable[[str | None], bool], what: str
+    ) -> None:
+        """Wait until ``done`` holds for the state of each of ``procs`` (None: gone)."""
+        if not procs:
             return
-        pgid = self._proc.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+        wait_for(
+            lambda: all(done(p.state()) for p in procs),
+            what=what,
+            timeout=_SIGNAL_TIMEOUT,
+            interval=0.001,
+            max_interval=0.02,
+            log_tail=self.log_tail,
+        )
 
-        def gone() -> bool:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return True
-            return False
 
-        wait_for(gone, what=f"{self.name}'s processes to exit", timeout=10, max_interval=0.03)
+#: How long a kill or a pause waits for the server's processes to stop, or to exit.
+_SIGNAL_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _ServerProcess:
+    """A process of the server, as found: its pid and start time (a reused pid differs)."""
+
+    pid: int
+    start_time: int
+
+    @classmethod
+    def of(cls, pid: int) -> _ServerProcess | None:
+        fields = proc_stat(pid)
+        return None if fields is None else cls(pid, int(fields[19]))
+
+    def state(self) -> str | None:
+        """The state letter in ``/proc/<pid>/stat``; None when gone (or the pid reused)."""
+        fields = proc_stat(self.pid)
+        if fields is None or int(fields[19]) != self.start_time:
+            return None
+        return fields[0]
+
+    def send(self, sig: signal.Signals) -> None:
+        """Signal the process if it is still this one (and has not exited)."""
+        if not _exited(self.state()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+
+def _stopped(state: str | None) -> bool:
+    return state is None or state in "TtZX"
+
+
+def _exited(state: str | None) -> bool:
+    return state is None or state in "ZX"
+
+
+def _children_of(parents: Collection[int]) -> list[_ServerProcess]:
+    """The live children of ``parents``, from the kernel's child lists
+    (``/proc/<pid>/task/<tid>/children``) or, on a kernel without them, from a scan of
+    every ``/proc/<pid>/stat`` for the parent pid. Only processes whose stat names one of
+    ``parents`` as their parent are returned."""
+    if os.path.exists("/proc/thread-self/children"):
+        candidates = {pid for parent in parents for pid in _child_list(parent)}
+    else:
+        candidates = {entry for entry in os.listdir("/proc") if entry.isdigit()}
+    children = []
+    for pid in sorted(candidates, key=int):
+        fields = proc_stat(pid)
+        if fields is not None and int(fields[1]) in parents and not _exited(fields[0]):
+            children.append(_ServerProcess(int(pid), int(fields[19])))
+    return children
+
+
+def _child_list(pid: int) -> list[str]:
+    """The kernel's list of the children of every thread of ``pid`` (empty when gone)."""
+    pids: list[str] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                pids += Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+    return pids

@@ -4,7 +4,8 @@
 a statement matching ``statement`` (a regular expression) is seen running in the database
 (``pg_stat_activity``), which works for any migration tool. The step ``recovery`` names the
 recovery itself: ``during:recovery`` fires while the strategy runs (a failed rollback is a
-real outcome).
+real outcome). The point ``none`` (:data:`NO_POINT`) never fires: the control run
+(``no_fault``) uses it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from harness.deploy.plan import Plan
 from harness.errors import SpecError
 
-__all__ = ["RECOVERY_STEP", "FaultPoint", "When", "parse_point"]
+__all__ = ["NO_POINT", "RECOVERY_STEP", "FaultPoint", "When", "parse_point"]
 
 RECOVERY_STEP = "recovery"
 _DEFAULT_DURING_DELAY = 0.3
@@ -26,6 +27,8 @@ class When(enum.Enum):
     BEFORE = "before"
     DURING = "during"
     AFTER = "after"
+    #: The point ``none``: nothing fires (the control run).
+    NEVER = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +57,9 @@ class FaultPoint:
 
     @property
     def name(self) -> str:
-        """The point as used in test ids: ``during:migrate:0004``."""
+        """The point as used in test ids: ``during:migrate:0004`` (``none``: never)."""
+        if self.when is When.NEVER:
+            return When.NEVER.value
         return f"{self.when.value}:{self.step}"
 
     @property
@@ -67,6 +72,8 @@ class FaultPoint:
 
     def check(self, plan: Plan) -> None:
         """Raise a SpecError listing the plan's steps when the point names none of them."""
+        if self.when is When.NEVER:
+            return
         if self.in_recovery:
             if self.when is not When.DURING:
                 raise SpecError(f"fault point {self.name}", expected="during:recovery")
@@ -82,7 +89,9 @@ class FaultPoint:
 def parse_point(
     text: str, *, delay: float | None = None, statement: str | None = None
 ) -> FaultPoint:
-    """Parse ``before:<step>`` / ``during:<step>`` / ``after:<step>``."""
+    """Parse ``before:<step>`` / ``during:<step>`` / ``after:<step>`` (or ``none``)."""
+    if text.strip() == When.NEVER.value and delay is None and statement is None:
+        return NO_POINT
     when_text, sep, step = text.partition(":")
     if not sep or not step:
         raise SpecError(
@@ -98,3 +107,7 @@ def parse_point(
             choices=[w.value for w in When],
         ) from None
     return FaultPoint(when, step, delay, statement)
+
+
+#: The point that never fires.
+NO_POINT = FaultPoint(When.NEVER, "")

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness._wait import wait_for
-from harness.backends.base import Backend, Stack
+from harness.backends.base import AppInstance, Backend, Stack
 from harness.deploy.plan import Plan, Step, StepKind, build_plan, reported_release
 from harness.deploy.points import FaultPoint, When
 from harness.deploy.strategies import StrategyName, recover
-from harness.errors import ChaosError, ServiceError, SpecError, WaitTimeout
-from harness.faults.base import Fault, FaultContext
+from harness.errors import ChaosError, NothingToActOn, ServiceError, SpecError, WaitTimeout
+from harness.faults.base import Fault, FaultContext, FaultKind, Injected
+from harness.invariants.base import FaultWindow
 from harness.report.outcome import (
     EndState,
     EventKind,
@@ -42,7 +43,9 @@ from harness.report.outcome import (
     RunOutcome,
     Timeline,
 )
-from harness.spec import Target
+from harness.spec import Release, Target
+from harness.workload.balancer import Balancer, MemberState
+from harness.workload.phases import PhaseResult, Phases
 
 __all__ = [
     "Detection",
@@ -138,6 +141,8 @@ class RunSpec:
     target_workload: bool = True
     #: Overrides of the target's workload settings (``clients``, ``rate``, ``timeout``).
     workload_settings: Mapping[str, float] = field(default_factory=dict)
+    #: The quotas of the warm-up, the bakes and the soak; None: the target workload's.
+    phases: Phases | None = None
 
     def plan(self) -> Plan:
         plan = build_plan(
@@ -147,7 +152,21 @@ class RunSpec:
             instances=self.instances,
         )
         self.point.check(plan)
-        self.fault.validate(plan, None if self.point.in_recovery else self.point.step)
+        control = self.fault.kind is FaultKind.CONTROL
+        if self.point.when is When.NEVER and not control:
+            raise SpecError(
+                f"fault {self.fault.name} at point none: nothing would fire",
+                expected="a point of the plan (point none is for no_fault)",
+            )
+        moments = getattr(self.fault, "moments", None)
+        if moments is not None and not control and self.point.when.value not in moments:
+            raise SpecError(
+                f"fault {self.fault.name} at {self.point.name}: it acts on what runs during a "
+                "step, so it can only fire at a during: point",
+                expected=" or ".join(f"{m}:<step>" for m in moments),
+            )
+        if self.point.when is not When.NEVER:
+            self.fault.validate(plan, None if self.point.in_recovery else self.point.step)
         if self.fix is not None:
             self.target.release(self.fix)
         if self.recover_after is not None and self.recover_after not in plan.step_names:
@@ -161,13 +180,36 @@ class RunSpec:
 
 
 @dataclass(slots=True)
-class _Active:
-    handle: Any
+class _Injection:
+    """One injection of the run's fault, and what became of it."""
+
+    where: str
     injected_at: float
+    t: float
+    handle: Any = None
+    acted_on: Mapping[str, Any] | None = None
+    error: str | None = None
+    missed: str | None = None
     healed: bool = False
+    healed_t: float | None = None
+    heal_reason: str = ""
     timer: threading.Timer | None = None
     #: Set once the heal has finished (whoever ran it: the duration's timer or heal_all).
     done: threading.Event = field(default_factory=threading.Event)
+
+    def to_json(self, declared: float | None) -> dict[str, Any]:
+        lasted = None if self.healed_t is None else round(self.healed_t - self.t, 4)
+        return {
+            "where": self.where,
+            "injected_t": round(self.t, 4),
+            "healed_t": None if self.healed_t is None else round(self.healed_t, 4),
+            "lasted_s": lasted,
+            "declared_s": declared,
+            "healed_by": self.heal_reason,
+            "acted_on": None if self.acted_on is None else dict(self.acted_on),
+            "error": self.error,
+            "missed": self.missed,
+        }
 
 
 @dataclass(slots=True)
@@ -178,19 +220,30 @@ class _Faults:
     ctx: FaultContext
     timeline: Timeline
     errors: list[RunError]
-    active: list[_Active] = field(default_factory=list)
+    active: list[_Injection] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     fault_seconds: float = 0.0
 
     def inject(self, where: str) -> None:
-        self.timeline.add(EventKind.FAULT_INJECT, self.fault.name, where)
+        event = self.timeline.add(EventKind.FAULT_INJECT, self.fault.name, where)
+        entry = _Injection(where, time.monotonic(), event.t)
         try:
-            handle = self.fault.inject(self.ctx)
+            result = self.fault.inject(self.ctx)
+        except NothingToActOn as exc:
+            entry.error = str(exc)
+            self.errors.append(RunError("inject", self.fault.name, "NothingToActOn", exc.detail))
+            self.timeline.add(EventKind.NOTE, self.fault.name, f"nothing to act on: {exc.detail}")
         except (ChaosError, OSError) as exc:
+            entry.error = f"{type(exc).__name__}: {exc}"
             self.errors.append(RunError("inject", self.fault.name, type(exc).__name__, str(exc)))
             self.timeline.add(EventKind.NOTE, self.fault.name, f"inject failed: {exc}")
-            handle = None
-        entry = _Active(handle, time.monotonic())
+        else:
+            if isinstance(result, Injected):
+                entry.acted_on, entry.handle = dict(result.acted_on), result.handle
+                acted = ", ".join(f"{k}={v}" for k, v in result.acted_on.items())
+                self.timeline.add(EventKind.NOTE, self.fault.name, f"acted on: {acted or '-'}")
+            else:
+                entry.handle = result
         with self.lock:
             self.active.append(entry)
         duration = self.fault.duration
@@ -199,21 +252,50 @@ class _Faults:
             entry.timer.daemon = True
             entry.timer.start()
 
-    def _heal(self, entry: _Active, why: str) -> None:
+    @property
+    def fired(self) -> bool:
+        return bool(self.active)
+
+    def _heal(self, entry: _Injection, why: str) -> None:
         with self.lock:
             if entry.healed:
                 return
             entry.healed = True
             self.fault_seconds += time.monotonic() - entry.injected_at
+        missed = getattr(self.fault, "missed", None)
         try:
+            if entry.error is None and callable(missed):
+                entry.missed = missed(self.ctx, entry.handle)
+                if entry.missed is not None:
+                    self.errors.append(
+                        RunError("inject", self.fault.name, "NoEffect", entry.missed)
+                    )
+                    self.timeline.add(EventKind.NOTE, self.fault.name, f"no effect: {entry.missed}")
             self.fault.heal(self.ctx, entry.handle)
         except (ChaosError, OSError) as exc:
             self.errors.append(RunError("heal", self.fault.name, type(exc).__name__, str(exc)))
             self.timeline.add(EventKind.FAULT_HEAL_FAILED, self.fault.name, str(exc)[:2000])
             return
         finally:
+            entry.healed_t = self.timeline.elapsed()
+            entry.heal_reason = why
             entry.done.set()
         self.timeline.add(EventKind.FAULT_HEAL, self.fault.name, why)
+
+    def pending_durations(self) -> list[_Injection]:
+        """Injections whose declared duration is still running."""
+        return [e for e in list(self.active) if e.timer is not None and not e.done.is_set()]
+
+    def hold(self, watch: Callable[[], Detection | None] | None) -> Detection | None:
+        """Wait until every declared duration has elapsed (a fault keeps its word even when
+        the plan finishes first); ``watch`` is asked meanwhile and ends the wait with a
+        detection."""
+        while self.pending_durations():
+            for entry in self.pending_durations():
+                entry.done.wait(0.1)
+            if watch is not None and (found := watch()) is not None:
+                return found
+        return None
 
     def heal_all(self, why: str) -> None:
         """Heal what is still active and wait for heals already under way (a duration's
@@ -233,9 +315,132 @@ class _Faults:
                     )
                 )
 
+    def records(self) -> list[dict[str, Any]]:
+        return [e.to_json(self.fault.duration) for e in self.active]
+
+    def windows(self) -> tuple[FaultWindow, ...]:
+        """When and where the fault acted on the stack's infrastructure (a release fault is
+        a change of the system under test, not a window to look past)."""
+        kind = self.fault.kind
+        if kind in (FaultKind.RELEASE, FaultKind.CONTROL):
+            return ()
+        windows = []
+        for entry in self.active:
+            if entry.error is not None:
+                continue
+            acted = entry.acted_on or {}
+            instance = acted.get("instance")
+            scope: tuple[int, ...] | None
+            if isinstance(instance, int):
+                scope = (instance,)
+            elif kind in (FaultKind.DATABASE, FaultKind.NETWORK):
+                scope = None
+            else:
+                scope = ()
+            windows.append(FaultWindow(self.fault.name, entry.t, entry.healed_t, scope))
+        return tuple(windows)
+
 
 #: How long recovery waits for a heal already under way (a database restart, say).
 _HEAL_WAIT = 120.0
+
+
+class _Deployer:
+    """Replace an instance's release the way an orchestrator does: the balancer drains it
+    (its requests in flight finish, no new ones), it is redeployed, and it is admitted back
+    once the balancer's health check passes."""
+
+    def __init__(
+        self, balancer: Balancer | None, drain_timeout: float, admit_timeout: float
+    ) -> None:
+        self.balancer = balancer
+        self.drain_timeout = drain_timeout
+        self.admit_timeout = admit_timeout
+
+    def __call__(self, app: AppInstance, release: Release) -> None:
+        balancer = self.balancer
+        if balancer is None:
+            app.deploy(release)
+            return
+        balancer.drain(app.index, self.drain_timeout)
+        deployed = False
+        try:
+            app.deploy(release)
+            deployed = True
+        finally:
+            # A failed deploy is not waited for: the health checks put it back if it heals.
+            balancer.admit(app.index, self.admit_timeout if deployed else 0.0)
+
+
+class _Traffic:
+    """The run's traffic through the balancer: free (paced) between phases, scheduled in
+    the phases; every operation labelled with the phase it belongs to."""
+
+    def __init__(
+        self,
+        workload: Workload | None,
+        balancer: Balancer | None,
+        stack: Stack,
+        timeline: Timeline,
+        settings: Phases,
+        say: Progress,
+    ) -> None:
+        from harness.workload.client import ClientWorkload
+
+        self.client = workload if isinstance(workload, ClientWorkload) else None
+        self.balancer = balancer
+        self.stack = stack
+        self.timeline = timeline
+        self.settings = settings
+        self.say = say
+        self.results: list[PhaseResult] = []
+        self.labels: list[str] = []
+
+    def label(self, name: str) -> None:
+        if name not in self.labels:
+            self.labels.append(name)
+        if self.client is not None:
+            self.client.label(name)
+
+    def _by_release(self) -> dict[str, list[tuple[int, str | None]]]:
+        groups: dict[str, list[tuple[int, str | None]]] = {}
+        for pick in self.balancer.rotation() if self.balancer is not None else ():
+            groups.setdefault(pick.release or "?", []).append((pick.index, pick.release))
+        return groups
+
+    def _phase(
+        self,
+        name: str,
+        quota: int,
+        groups: Mapping[str, list[tuple[int, str | None]]],
+    ) -> PhaseResult | None:
+        if self.client is None or quota <= 0:
+            return None
+        self.label(name)
+        self.timeline.add(
+            EventKind.PHASE_START, name, f"{quota} of each operation per {', '.join(groups)}"
+        )
+        result = self.client.run_phase(name, groups, quota, self.settings.timeout)
+        self.timeline.add(EventKind.PHASE_END, name, result.describe())
+        self.say(f"  {name}: {result.describe()}")
+        self.results.append(result)
+        return result
+
+    def warmup(self) -> None:
+        self._phase("warmup", self.settings.warmup, self._by_release())
+
+    def bake(self, step: Step) -> None:
+        self._phase(f"bake:{step.name}", self.settings.bake, self._by_release())
+
+    def soak(self) -> None:
+        """The soak: each instance left running, once back in rotation (or after the
+        phase's timeout), gets its quota."""
+        if self.client is None or self.settings.soak <= 0 or self.balancer is None:
+            return
+        running = [a.index for a in self.stack.apps if a.running and not a.paused]
+        self.balancer.wait_for_rotation(running, self.settings.timeout / 2)
+        groups = {f"app{p.index}": [(p.index, p.release)] for p in self.balancer.rotation()}
+        self._phase("soak", self.settings.soak, groups)
 
 
 def _step_release(ctx: FaultContext, plan: Plan) -> Any:
@@ -305,14 +510,33 @@ class _DuringTrigger:
                 with contextlib.suppress(Exception):
                     conn.close()
 
-    def finish(self) -> None:
-        """The step ended: stop watching; fire now if the trigger never did."""
-        self._done.set()
+    def finish(self) -> str | None:
+        """The step ended: stop watching. None when the fault fired; else why not (a
+        fault fired after its step is over would test something else: it does not fire)."""
+        with self._lock:
+            self._done.set()
+            fired = self._fired.is_set()
+            self._fired.set()  # from now on the watcher cannot fire
         self._thread.join()
-        self._fire_once("at the step's end (the step finished before the trigger)")
+        if fired:
+            return None
+        point = self._point
+        if point.statement is not None:
+            return (
+                f"the step ended before a statement matching {point.statement!r} was seen "
+                "running"
+            )
+        return f"the step ended before {point.effective_delay:.2f}s had passed"
 
 
-def _run_step(stack: Stack, plan: Plan, step: Step, ctx: FaultContext, timeout: float) -> None:
+def _run_step(
+    stack: Stack,
+    plan: Plan,
+    step: Step,
+    ctx: FaultContext,
+    timeout: float,
+    deploy: Callable[[AppInstance, Release], None],
+) -> None:
     if step.kind in (StepKind.MIGRATE, StepKind.CONTRACT):
         assert step.arg is not None
         release = plan.dest
@@ -331,7 +555,10 @@ def _run_step(stack: Stack, plan: Plan, step: Step, ctx: FaultContext, timeout: 
             )
     elif step.kind is StepKind.ROLLOUT:
         assert step.arg is not None
-        stack.apps[int(step.arg)].deploy(_step_release(ctx, plan))
+        app = stack.apps[int(step.arg)]
+        if ctx.release_override is not None:
+            ctx.overridden.append(app.index)
+        deploy(app, _step_release(ctx, plan))
     else:
         expected = list(plan.dest.expand_migrations)
         applied = stack.applied_migrations()
@@ -364,8 +591,9 @@ def _app_healthy(app: Any) -> bool:
     return bool(app.running and not app.paused and app.healthy(timeout=1.0))
 
 
-def read_end_state(stack: Stack) -> EndState:
-    """The state as the system itself reports it."""
+def read_end_state(stack: Stack, balancer: Balancer | None = None) -> EndState:
+    """The state as the system itself reports it (and, with a balancer, whether each
+    instance was in rotation and its last health answers)."""
     try:
         migrations: tuple[str, ...] | None = tuple(stack.applied_migrations())
     except Exception:
@@ -376,6 +604,11 @@ def read_end_state(stack: Stack) -> EndState:
             release = reported_release(app.base_url, app.release) if app.running else None
         except (OSError, ValueError):
             release = None
+        in_rotation = None
+        health: tuple[str, ...] = ()
+        if balancer is not None:
+            in_rotation = balancer.state(app.index) is MemberState.IN
+            health = tuple(balancer.health_answers(app.index)[:5])
         instances.append(
             InstanceState(
                 app.index,
@@ -383,9 +616,49 @@ def read_end_state(stack: Stack) -> EndState:
                 _app_healthy(app) if app.running else False,
                 app.running,
                 app.paused,
+                in_rotation,
+                health,
             )
         )
     return EndState(migrations, tuple(instances))
+
+
+#: Client backends of the app still working on something (not the harness's own).
+_BUSY_SESSIONS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    " AND pid <> pg_backend_pid() AND application_name NOT LIKE 'deploy-chaos%'"
+    " AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')"
+)
+
+
+def settle(stack: Stack, timeout: float) -> tuple[bool, float]:
+    """Wait (at most ``timeout`` s) until no session of the app is still working on a
+    request the workload gave up on: the checks then judge settled data. (settled, s)."""
+    started = time.monotonic()
+    conn: Any = None
+
+    def idle() -> bool:
+        nonlocal conn
+        if conn is None:
+            conn = stack.database.connect(timeout=2)
+        return int(conn.execute(_BUSY_SESSIONS).fetchone()[0]) == 0
+
+    try:
+        wait_for(
+            idle,
+            what="the app's database sessions to finish their work",
+            timeout=timeout,
+            interval=0.02,
+            max_interval=0.05,
+        )
+        settled = True
+    except (WaitTimeout, ChaosError, OSError, Exception):
+        settled = False
+    finally:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+    return settled, time.monotonic() - started
 
 
 def run_chaos(
@@ -400,15 +673,22 @@ def run_chaos(
 ) -> RunOutcome:
     """Run one chaos deploy and return its outcome (never raises for what the fault caused).
 
+    The run's phases, in order: the stack starts on the source release; the workload
+    starts through the run's balancer and a warm-up runs; each plan step runs (the fault
+    fires at its point; instances are drained before a redeploy and admitted once healthy),
+    followed by a bake and the detection checks; when nothing was detected, the run holds
+    while a declared fault duration still runs; the strategy recovers; faults are healed;
+    a soak shows what the recovered app serves; the workload stops, the app's in-flight
+    work settles, the end state is read and the invariants are checked.
+
     When no ``workload`` is given and the target declares one, the target's workload runs
     (seeded from ``spec.seed``); its history is written as JSON lines to ``history_path``
-    when given. The target's invariants run after the end state is read, before teardown;
-    each verdict lands in ``outcome.verdicts[name]`` as ``{"status", "evidence"}``, with
-    ``recovery`` always among them. ``after_run`` is called with the stack still up, after
-    faults are healed, the end state read and the invariants checked.
+    when given. Each verdict lands in ``outcome.verdicts[name]`` as ``{"status",
+    "evidence"}``, with ``recovery`` always among them. ``after_run`` is called with the
+    stack still up, after faults are healed, the end state read and the invariants checked.
     """
     from harness.invariants import invariants_for
-    from harness.invariants.base import Verdict
+    from harness.invariants.base import RunFacts, Verdict
     from harness.invariants.run import (
         check_run,
         recovery_verdict,
@@ -436,36 +716,51 @@ def run_chaos(
     )
     timeline.add(EventKind.RUN_START, outcome.run_key)
     invariants = invariants_for(spec.target)
-    if workload is None and spec.target_workload and spec.target.workload is not None:
-        workload = ClientWorkload(
-            dataclasses.replace(spec.target.workload, **spec.workload_settings),  # type: ignore[arg-type]
-            seed=spec.seed,
-        )
+    workload_spec = None
+    if spec.target.workload is not None:
+        workload_spec = dataclasses.replace(spec.target.workload, **spec.workload_settings)  # type: ignore[arg-type]
+        if spec.phases is not None:
+            workload_spec = dataclasses.replace(workload_spec, phases=spec.phases)
+    if workload is None and spec.target_workload and workload_spec is not None:
+        workload = ClientWorkload(workload_spec, seed=spec.seed)
         say(f"{outcome.run_key}: workload seed {spec.seed}")
+    settings = (
+        workload.spec.phases
+        if isinstance(workload, ClientWorkload)
+        else (spec.phases or Phases())
+    )
+    client_timeout = workload.spec.timeout if isinstance(workload, ClientWorkload) else 2.0
     data_seed = spec.seed if spec.data_seed is None else spec.data_seed
     recovery = Verdict.valid(needed=False)
     baselines: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
+    strategy = spec.strategy
+    detection: Detection | None = None
     say(f"{outcome.run_key}: starting stack on {spec.source} (seed data: seed {data_seed})")
     with (
         backend.start_stack(
             spec.target, plan.source, instances=spec.instances, seed=data_seed
         ) as stack,
         tempfile.TemporaryDirectory(prefix="deploy-chaos-backup-") as tmp,
+        Balancer(list(stack.apps), timeline=timeline) as balancer,
     ):
         ctx = FaultContext(stack, plan)
         faults = _Faults(spec.fault, ctx, timeline, errors)
+        deploy = _Deployer(balancer, client_timeout + 1.0, max(5.0, spec.health_grace))
+        traffic = _Traffic(workload, balancer, stack, timeline, settings, say)
         # The backup the restore strategy restores; only taken when restore may be chosen.
         backup: Path | None = None
         if spec.strategy is StrategyName.RESTORE or controller is not None:
             backup = Path(tmp) / "before-plan.dump"
             stack.database.backup(backup)
-        detection: Detection | None = None
         try:
             baselines, problems = take_baselines(invariants, stack)
             errors.extend(RunError("baseline", n, "BaselineFailed", m) for n, m in problems)
             if workload is not None:
-                workload.start(stack, timeline)
+                if isinstance(workload, ClientWorkload):
+                    workload.start(balancer, timeline)
+                else:
+                    workload.start(stack, timeline)
             if controller is not None:
                 live = workload.history if isinstance(workload, ClientWorkload) else None
                 controller.attach(
@@ -474,17 +769,16 @@ def run_chaos(
                     plan.step_names,
                     partial(live_rates, live) if live is not None else None,
                 )
+            traffic.warmup()
             detection = _walk_plan(
-                stack, plan, spec, ctx, faults, timeline, workload, say, controller
+                stack, plan, spec, ctx, faults, timeline, workload, say, traffic, deploy,
+                errors, controller,
             )
-            if detection is None and not faults.active and not spec.point.in_recovery:
-                errors.append(
-                    RunError(
-                        "plan", spec.point.name, "NotFired", "the fault point was never reached"
-                    )
-                )
+            if detection is None and faults.pending_durations():
+                traffic.label("hold")
+                say("  hold: the fault's declared duration is still running")
+                detection = faults.hold(partial(_watch, stack, plan, workload, timeline))
             faults.heal_all("recovery starts" if detection else "plan finished")
-            strategy = spec.strategy
             if detection is not None and controller is not None:
                 strategy = controller.choose_strategy(detection.describe(), spec.strategy)
                 if strategy is not spec.strategy:
@@ -499,6 +793,7 @@ def run_chaos(
                 recovery = Verdict.unknown(
                     needed=True, strategy=strategy.value, reason="recovery did not finish"
                 )
+                traffic.label("recovery")
                 recovery_trigger = None
                 if spec.point.in_recovery:
                     recovery_trigger = _DuringTrigger(
@@ -514,22 +809,45 @@ def run_chaos(
                         fix=spec.target.release(spec.fix) if spec.fix else None,
                         backup=backup,
                         step_timeout=spec.step_timeout,
+                        deploy=deploy,
                     )
                 finally:
                     if recovery_trigger is not None:
-                        recovery_trigger.finish()
+                        late = recovery_trigger.finish()
+                        if late is not None:
+                            errors.append(
+                                RunError("plan", spec.point.name, "NotFired", f"recovery: {late}")
+                            )
                 outcome.recovered = result.ok
                 for failed in (s for s in result.steps if not s.ok):
                     errors.append(
                         RunError("recovery", failed.name, "RecoveryStepFailed", failed.error)
                     )
                 recovery = recovery_verdict(strategy.value, result.steps)
+                if faults.pending_durations():
+                    faults.hold(None)
+                faults.heal_all("recovery ended")
+            if (
+                not faults.fired
+                and spec.fault.kind is not FaultKind.CONTROL
+                and not any(e.kind == "NotFired" for e in errors)
+            ):
+                errors.append(_not_fired(spec.point, detection, plan))
+            traffic.soak()
         finally:
             faults.heal_all("run ends")
             if workload is not None:
                 outcome.history_stats, problems = stop_workload(workload)
                 errors.extend(RunError("workload", n, "WorkloadError", m) for n, m in problems)
-            outcome.end_state = read_end_state(stack)
+            outcome.end_state = read_end_state(stack, balancer)
+            balancer.close()
+            settled, waited = settle(stack, client_timeout + 1.0)
+            timeline.add(
+                EventKind.NOTE,
+                "settle",
+                f"the app's database sessions {'settled' if settled else 'still busy'} "
+                f"after {waited:.2f}s",
+            )
             errors.extend(_leftovers(stack))
             history = workload.history if isinstance(workload, ClientWorkload) else None
             if history is not None:
@@ -537,6 +855,14 @@ def run_chaos(
             if history is not None and history_path is not None:
                 history.write_jsonl(history_path)
                 outcome.history_stats["history_file"] = str(history_path)
+            outcome.phases = [r.to_json() for r in traffic.results]
+            outcome.faults = faults.records()
+            facts = RunFacts(
+                phases=tuple(traffic.labels),
+                faults=faults.windows(),
+                strategy=strategy.value if detection is not None else None,
+                detected_at=detection.step if detection is not None else None,
+            )
             outcome.verdicts = check_run(
                 stack,
                 outcome.end_state,
@@ -546,6 +872,7 @@ def run_chaos(
                 target=spec.target,
                 seed=spec.seed,
                 progress=say,
+                run=facts,
             )
             outcome.verdicts["recovery"] = recovery.to_json()
             if after_run is not None:
@@ -563,6 +890,32 @@ def run_chaos(
     return outcome
 
 
+def _not_fired(point: FaultPoint, detection: Detection | None, plan: Plan) -> RunError:
+    """Why the fault never fired, as a harness error: the cell was not tested."""
+    if point.in_recovery:
+        why = "nothing was detected, so there was no recovery for it to fire in"
+    elif detection is not None and detection.step in plan.step_names:
+        why = (
+            f"the plan stopped at {detection.step} ({detection.kind.value}) before the "
+            f"fault point {point.name} was reached"
+        )
+    else:
+        why = "the fault point was never reached"
+    return RunError("plan", point.name, "NotFired", why)
+
+
+def _watch(
+    stack: Stack, plan: Plan, workload: Workload | None, timeline: Timeline
+) -> Detection | None:
+    """Detection while the run holds for a fault's duration after the plan: the error
+    budget (instances may be unhealthy for as long as the fault lasts)."""
+    breach = workload.breach() if workload is not None else None
+    if breach is None:
+        return None
+    last = plan.steps[-1].name
+    return _detected(timeline, DetectionKind.ERROR_BUDGET, last, f"after the plan: {breach}")
+
+
 def _walk_plan(
     stack: Stack,
     plan: Plan,
@@ -572,11 +925,15 @@ def _walk_plan(
     timeline: Timeline,
     workload: Workload | None,
     say: Progress,
+    traffic: _Traffic,
+    deploy: Callable[[AppInstance, Release], None],
+    errors: list[RunError],
     controller: RunController | None = None,
 ) -> Detection | None:
     point = spec.point
     for step in plan.steps:
         ctx.step = step
+        traffic.label(f"step:{step.name}")
         if controller is not None:
             controller.before_step(step)
             if point.step == step.name and point.when is not When.AFTER:
@@ -592,12 +949,13 @@ def _walk_plan(
         if trigger is not None:
             trigger.start()
         try:
-            _run_step(stack, plan, step, ctx, spec.step_timeout)
+            _run_step(stack, plan, step, ctx, spec.step_timeout, deploy)
         except (ChaosError, OSError) as exc:
             failure = f"{type(exc).__name__}: {exc}"
         finally:
-            if trigger is not None:
-                trigger.finish()
+            if trigger is not None and (late := trigger.finish()) is not None:
+                errors.append(RunError("plan", point.name, "NotFired", late))
+                timeline.add(EventKind.NOTE, spec.fault.name, f"not fired: {late}")
         if failure is not None:
             timeline.add(EventKind.STEP_FAILED, step.name, failure[:2000])
             return _detected(timeline, DetectionKind.STEP_ERROR, step.name, failure)
@@ -606,6 +964,8 @@ def _walk_plan(
             if controller is not None:
                 controller.at_fault_point(point, spec.fault.name)
             faults.inject(point.name)
+        if step.kind is not StepKind.VERIFY:
+            traffic.bake(step)
         unhealthy = _unhealthy(stack, spec.health_grace)
         if unhealthy is not None:
             return _detected(timeline, DetectionKind.HEALTH, step.name, unhealthy)

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from harness.backends.base import Stack
+from harness.backends.base import AppInstance, Stack
 from harness.deploy.plan import Plan
 from harness.errors import ChaosError, ServiceError
 from harness.report.outcome import EventKind, Timeline
 from harness.spec import BASE_MIGRATION, Release
 
-__all__ = ["RecoveryResult", "RecoveryStep", "StrategyName", "recover"]
+__all__ = ["Deploy", "RecoveryResult", "RecoveryStep", "StrategyName", "recover"]
 
 
 class StrategyName(enum.Enum):
@@ -60,6 +60,14 @@ class RecoveryResult:
         return all(s.ok for s in self.steps)
 
 
+#: How a recovery replaces an instance's release (the runner's: drain, deploy, admit).
+Deploy = Callable[[AppInstance, Release], None]
+
+
+def _plain_deploy(app: AppInstance, release: Release) -> None:
+    app.deploy(release)
+
+
 class _Failed(Exception):
     """A recovery step failed; the recovery stops there."""
 
@@ -71,6 +79,7 @@ class _Recovery:
     timeline: Timeline
     result: RecoveryResult
     step_timeout: float
+    deploy: Deploy
 
     def step(self, name: str, action: Callable[[], object]) -> None:
         self.timeline.add(EventKind.RECOVERY_STEP_START, name)
@@ -107,7 +116,7 @@ class _Recovery:
                 or app.paused
                 or not _healthy(app.base_url + release.health_path)
             ):
-                self.step(f"{prefix}:rollout:{app.index}", partial(app.deploy, release))
+                self.step(f"{prefix}:rollout:{app.index}", partial(self.deploy, app, release))
 
     def _applied(self) -> list[str] | None:
         try:
@@ -136,10 +145,12 @@ def recover(
     fix: Release | None,
     backup: Path | None,
     step_timeout: float = 120.0,
+    deploy: Deploy = _plain_deploy,
 ) -> RecoveryResult:
-    """Run ``strategy`` on ``stack``; every step lands in ``timeline``."""
+    """Run ``strategy`` on ``stack``; every step lands in ``timeline``. Instances are
+    replaced with ``deploy`` (the runner drains them through its balancer first)."""
     result = RecoveryResult(strategy)
-    rec = _Recovery(stack, plan, timeline, result, step_timeout)
+    rec = _Recovery(stack, plan, timeline, result, step_timeout, deploy)
     timeline.add(EventKind.RECOVERY_START, strategy.value)
     try:
         if strategy is StrategyName.ROLLBACK:

@@ -2,22 +2,33 @@
 
 Every fault is a frozen dataclass with its parameters and a readable ``name`` used in test
 ids and reports (``db_crash``, ``latency(800ms,downstream)``). ``duration`` is how long the
-fault lasts before it is healed; ``None`` means until recovery starts. The runner always heals
+fault lasts before it is healed, even when the plan finishes first; ``None`` means until
+recovery starts (or the run ends); recovery starting ends any fault. The runner always heals
 in ``finally`` and records both in the timeline.
+
+A fault says what it did: ``inject`` returns :class:`Injected` (what it acted on, recorded in
+the run's fault record, and the handle ``heal`` gets; any other return value is the handle,
+and the record says the fault did not report); it raises
+:class:`~harness.errors.NothingToActOn` when there was nothing to act on. A fault that is
+armed rather than immediate (a trigger on the n-th statement) may define
+``missed(ctx, handle) -> str | None``, asked before ``heal``: why it never took effect. Either
+makes the run a harness error: its cell was not tested.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from harness.backends.base import RunningCommand, Stack
 from harness.deploy.plan import Plan, Step
 from harness.spec import Release
+from harness.workload.history import JsonValue
 
-__all__ = ["Fault", "FaultContext", "FaultKind"]
+__all__ = ["Fault", "FaultContext", "FaultKind", "Injected", "NoFault"]
 
 
 class FaultKind(enum.Enum):
@@ -25,6 +36,17 @@ class FaultKind(enum.Enum):
     PROCESS = "process"
     DATABASE = "database"
     RELEASE = "release"
+    #: The control: nothing is injected (``no_fault``).
+    CONTROL = "control"
+
+
+@dataclass(frozen=True, slots=True)
+class Injected:
+    """What an inject acted on (plain JSON for the run's fault record: pids, instances,
+    a proxy, a table, how many connections), and the handle its heal gets."""
+
+    acted_on: Mapping[str, JsonValue]
+    handle: Any = None
 
 
 @dataclass(slots=True)
@@ -32,7 +54,8 @@ class FaultContext:
     """What a fault can act on when it fires.
 
     ``command`` is the running command of the current step (a migration), when there is one.
-    ``release_override`` lets a release fault replace what the rollout deploys from then on.
+    ``release_override`` lets a release fault replace what the rollout deploys from then on;
+    ``overridden`` lists the instances a rollout deployed it on.
     """
 
     stack: Stack
@@ -40,6 +63,7 @@ class FaultContext:
     step: Step | None = None
     command: RunningCommand | None = None
     release_override: Release | None = None
+    overridden: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -64,3 +88,26 @@ class Fault(Protocol):
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         """Undo the fault (idempotent; tolerates a half-injected state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoFault:
+    """``no_fault``: the control. Nothing is injected; the same upgrade, traffic and recovery
+    run, so every other cell can be read against it (a scenario's matrix runs it once per
+    strategy, at the point ``none``)."""
+
+    duration: float | None = None
+    kind = FaultKind.CONTROL
+
+    @property
+    def name(self) -> str:
+        return "no_fault"
+
+    def validate(self, plan: Plan, point_step: str | None) -> None:
+        return None
+
+    def inject(self, ctx: FaultContext) -> Injected:
+        return Injected({})
+
+    def heal(self, ctx: FaultContext, handle: Any) -> None:
+        return None

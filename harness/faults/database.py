@@ -11,10 +11,23 @@ import psycopg
 from psycopg import sql
 
 from harness.deploy.plan import Plan
-from harness.errors import SpecError
-from harness.faults.base import FaultContext, FaultKind
+from harness.errors import NothingToActOn, SpecError
+from harness.faults.base import FaultContext, FaultKind, Injected
+from harness.workload.history import JsonValue
 
 __all__ = ["DbCrash", "DbPause", "LockConflict", "StatementTimeout", "TerminateBackends"]
+
+
+def _server(ctx: FaultContext, fault: str) -> dict[str, JsonValue]:
+    """What a server fault acts on; NothingToActOn when the server is not running."""
+    db = ctx.stack.database
+    if not db.running:
+        raise NothingToActOn(fault, f"the database server {db.name} is not running")
+    acted: dict[str, JsonValue] = {"service": db.name}
+    pid = getattr(db, "pid", None)
+    if isinstance(pid, int):
+        acted["postmaster_pid"] = pid
+    return acted
 
 
 def _check_duration(name: str, duration: float | None) -> None:
@@ -39,8 +52,10 @@ class DbCrash:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         return None
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
+        acted = _server(ctx, self.name)
         ctx.stack.database.kill()
+        return Injected(acted)
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         if not ctx.stack.database.running:
@@ -64,8 +79,10 @@ class DbPause:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         return None
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
+        acted = _server(ctx, self.name)
         ctx.stack.database.pause()
+        return Injected(acted)
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         if ctx.stack.database.paused:
@@ -99,14 +116,22 @@ class TerminateBackends:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         return None
 
-    def inject(self, ctx: FaultContext) -> int:
+    def inject(self, ctx: FaultContext) -> Injected:
         rows = ctx.stack.database.sql(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND backend_type = 'client backend' AND application_name ~ %s",
             (self.application_name or "",),
         )
-        return int(rows[0][0])
+        terminated = int(rows[0][0])
+        if terminated == 0:
+            raise NothingToActOn(
+                self.name,
+                "no client connection to the database"
+                + (f" whose application_name matches {self.application_name!r}"
+                   if self.application_name else ""),
+            )
+        return Injected({"connections_terminated": terminated})
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         return None
@@ -168,8 +193,9 @@ class LockConflict:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         return None
 
-    def inject(self, ctx: FaultContext) -> _LockHolder:
-        return _LockHolder(ctx.stack.database.url, self.table, self.mode.upper())
+    def inject(self, ctx: FaultContext) -> Injected:
+        holder = _LockHolder(ctx.stack.database.url, self.table, self.mode.upper())
+        return Injected({"table": self.table, "mode": self.mode.upper()}, holder)
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         if isinstance(handle, _LockHolder):
@@ -206,8 +232,11 @@ class StatementTimeout:
             )
         ctx.stack.database.sql(stmt.as_string())
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
         self._alter(ctx, f"{self.timeout_ms}ms")
+        return Injected(
+            {"database": ctx.stack.target.database, "statement_timeout_ms": self.timeout_ms}
+        )
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         if ctx.stack.database.running:

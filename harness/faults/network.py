@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 from harness.backends.base import ProxyRoute
 from harness.deploy.plan import Plan
 from harness.errors import ConfigError, ProxyApiError, ProxyError, SpecError
-from harness.faults.base import FaultContext, FaultKind
+from harness.faults.base import FaultContext, FaultKind, Injected
 from harness.proxy.schema import ATTRIBUTE_NAMES, Stream, ToxicType
 
 __all__ = [
@@ -583,10 +583,13 @@ class NetworkToxic:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         return None
 
-    def inject(self, ctx: FaultContext) -> str:
+    def inject(self, ctx: FaultContext) -> Injected:
         route = _route(ctx)
         info = route.client.add_toxic(route.name, self.spec, name=f"chaos-{secrets.token_hex(4)}")
-        return info.name
+        return Injected(
+            {"proxy": route.name, "toxic": info.name, "stream": self.spec.stream.value},
+            info.name,
+        )
 
     def heal(self, ctx: FaultContext, handle: object) -> None:
         if handle is None:
@@ -617,9 +620,10 @@ class Partition:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         return None
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
         route = _route(ctx)
         route.client.disable(route.name)
+        return Injected({"proxy": route.name, "listen": f"{route.listen_host}:{route.listen_port}"})
 
     def heal(self, ctx: FaultContext, handle: object) -> None:
         route = _route(ctx)

@@ -6,10 +6,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.deploy.plan import Plan
-from harness.errors import SpecError
-from harness.faults.base import FaultContext, FaultKind
+from harness.errors import NothingToActOn, SpecError
+from harness.faults.base import FaultContext, FaultKind, Injected
 
 __all__ = ["KillApp", "KillMigration", "PauseApp", "RestartApp"]
+
+
+def _running_app(ctx: FaultContext, fault: str, instance: int) -> Injected:
+    """What an instance fault acts on; NothingToActOn when the instance is not running."""
+    app = ctx.stack.apps[instance]
+    if not app.running or app.paused:
+        state = "paused" if app.paused else "not running"
+        raise NothingToActOn(fault, f"instance {instance} ({app.release.name}) is {state}")
+    return Injected({"instance": instance, "release": app.release.name})
 
 
 def _check_instance(name: str, plan: Plan, instance: int) -> None:
@@ -35,8 +44,10 @@ class KillApp:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         _check_instance(self.name, plan, self.instance)
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
+        acted = _running_app(ctx, self.name, self.instance)
         ctx.stack.apps[self.instance].kill()
+        return acted
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         app = ctx.stack.apps[self.instance]
@@ -59,8 +70,10 @@ class PauseApp:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         _check_instance(self.name, plan, self.instance)
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
+        acted = _running_app(ctx, self.name, self.instance)
         ctx.stack.apps[self.instance].pause()
+        return acted
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         app = ctx.stack.apps[self.instance]
@@ -83,8 +96,10 @@ class RestartApp:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         _check_instance(self.name, plan, self.instance)
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
+        acted = _running_app(ctx, self.name, self.instance)
         ctx.stack.apps[self.instance].restart()
+        return acted
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         return None
@@ -96,6 +111,8 @@ class KillMigration:
 
     duration: float | None = 0.0
     kind = FaultKind.PROCESS
+    #: The moments of a fault point it can fire at (checked when the run is built).
+    moments = ("during",)
 
     @property
     def name(self) -> str:
@@ -108,12 +125,14 @@ class KillMigration:
                 expected="a during:migrate:<id> or during:contract:<id> point",
             )
 
-    def inject(self, ctx: FaultContext) -> bool:
+    def inject(self, ctx: FaultContext) -> Injected:
         command = ctx.command
-        if command is None or command.poll() is not None:
-            return False  # the migration already finished: nothing to kill (recorded)
+        if command is None:
+            raise NothingToActOn(self.name, "no migration is running")
+        if command.poll() is not None:
+            raise NothingToActOn(self.name, "the migration had already exited")
         command.kill()
-        return True
+        return Injected({"pid": command.pid, "argv": " ".join(command.argv)[:300]})
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         return None

@@ -421,9 +421,10 @@ def _register_toxics(registry: FaultRegistry, module: types.ModuleType) -> int:
 
 
 def _builtin(registry: FaultRegistry) -> None:
-    from harness.faults import database, process, release
+    from harness.faults import base, database, process, release
 
     table: Sequence[tuple[str, type[Any]]] = (
+        ("no_fault", base.NoFault),
         ("db_crash", database.DbCrash),
         ("db_pause", database.DbPause),
         ("terminate_backends", database.TerminateBackends),

@@ -13,9 +13,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from harness.deploy.plan import Plan
-from harness.errors import SpecError
-from harness.faults.base import FaultContext, FaultKind
+from harness.errors import ChaosError, SpecError
+from harness.faults.base import FaultContext, FaultKind, Injected
 
 __all__ = ["BadRelease", "MigrationFailsAt"]
 
@@ -42,7 +44,7 @@ class MigrationFailsAt:
     def validate(self, plan: Plan, point_step: str | None) -> None:
         return None
 
-    def inject(self, ctx: FaultContext) -> str:
+    def inject(self, ctx: FaultContext) -> Injected:
         tag = "chaos_fail_" + secrets.token_hex(4)
         db = ctx.stack.database
         db.sql(f"CREATE SEQUENCE {tag}_n")
@@ -61,7 +63,23 @@ class MigrationFailsAt:
             """
         )
         db.sql(f"CREATE EVENT TRIGGER {tag} ON ddl_command_start EXECUTE FUNCTION {tag}()")
-        return tag
+        return Injected({"event_trigger": tag, "fails_at_statement": self.statement}, tag)
+
+    def missed(self, ctx: FaultContext, handle: Any) -> str | None:
+        """Why it never fired: fewer than ``statement`` DDL statements ran after it was
+        armed (None when it fired, or when the count cannot be read)."""
+        tag = str(handle)
+        try:
+            rows = ctx.stack.database.sql(f"SELECT last_value, is_called FROM {tag}_n")
+        except (psycopg.Error, ChaosError, OSError):
+            return None
+        seen = int(rows[0][0]) if rows and rows[0][1] else 0
+        if seen >= self.statement:
+            return None
+        return (
+            f"armed, but only {seen} DDL statement(s) ran after it: statement "
+            f"{self.statement} never came"
+        )
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         tag = str(handle)
@@ -99,8 +117,14 @@ class BadRelease:
                 choices=plan.step_names,
             )
 
-    def inject(self, ctx: FaultContext) -> None:
+    def inject(self, ctx: FaultContext) -> Injected:
         ctx.release_override = ctx.plan.target.release(self.variant)
+        return Injected({"variant": self.variant})
+
+    def missed(self, ctx: FaultContext, handle: Any) -> str | None:
+        if ctx.overridden:
+            return None
+        return f"no rollout deployed {self.variant} after the fault point"
 
     def heal(self, ctx: FaultContext, handle: Any) -> None:
         ctx.release_override = None

@@ -48,9 +48,11 @@ __all__ = [
     "Baselined",
     "CheckContext",
     "Connection",
+    "FaultWindow",
     "FieldsByOp",
     "HistoryFields",
     "Invariant",
+    "RunFacts",
     "Status",
     "Verdict",
     "capture_baselines",
@@ -111,6 +113,35 @@ class AppEndpoint:
 
 
 FieldsByOp = Mapping[str, Collection[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultWindow:
+    """When a fault was acting (history time; ``end`` None: until the run ended), and on
+    which instances (None: the whole stack, e.g. the database or the network)."""
+
+    fault: str
+    start: float
+    end: float | None
+    instances: tuple[int, ...] | None = None
+
+    def covers(self, t: float, instance: int | None) -> bool:
+        """Whether an operation sent at ``t`` to ``instance`` ran under this fault."""
+        if t < self.start or (self.end is not None and t > self.end):
+            return False
+        return self.instances is None or instance is None or instance in self.instances
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the run did, for the verdicts on what clients got: the phases in order (their
+    names as the history's operations carry them), the fault windows, the step each phase
+    followed (``soak``: ``recovery``), and the strategy."""
+
+    phases: tuple[str, ...] = ()
+    faults: tuple[FaultWindow, ...] = ()
+    strategy: str | None = None
+    detected_at: str | None = None
 
 
 class _Session:
@@ -220,6 +251,7 @@ class CheckContext:
     baselines: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
     http_timeout: float = 2.0
     seed: int = 0
+    run: RunFacts | None = None
 
     @property
     def history(self) -> History:
@@ -270,6 +302,7 @@ def open_check_context(
     baselines: Mapping[str, Mapping[str, JsonValue]] | None = None,
     http_timeout: float = 2.0,
     seed: int = 0,
+    run: RunFacts | None = None,
 ) -> Iterator[CheckContext]:
     """A :class:`CheckContext` whose connection is closed on exit."""
     session = _Session(database_url, history)
@@ -282,6 +315,7 @@ def open_check_context(
             dict(baselines or {}),
             http_timeout,
             seed,
+            run,
         )
     finally:
         session.close()

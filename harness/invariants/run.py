@@ -18,6 +18,7 @@ from harness.errors import ChaosError, WorkloadError
 from harness.invariants.base import (
     AppEndpoint,
     Invariant,
+    RunFacts,
     Verdict,
     capture_baselines,
     check_all,
@@ -100,6 +101,7 @@ def check_run(
     target: Target,
     seed: int,
     progress: Callable[[str], None] | None = None,
+    run: RunFacts | None = None,
 ) -> dict[str, Any]:
     """Every invariant's verdict as JSON (``{"status", "evidence"}``) by name."""
     apps = [
@@ -124,6 +126,7 @@ def check_run(
             baselines=baselines,
             http_timeout=timeout,
             seed=seed,
+            run=run,
         ) as ctx:
             for name, verdict in check_all(invariants, ctx, on_done=done).items():
                 verdicts[name] = verdict.to_json()

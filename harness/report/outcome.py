@@ -26,7 +26,9 @@ __all__ = [
     "Timeline",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older versions this one reads (fields added since default to empty).
+_READABLE = frozenset({1, 2})
 
 
 class EventKind(enum.Enum):
@@ -45,6 +47,11 @@ class EventKind(enum.Enum):
     RECOVERY_END = "recovery_end"
     RUN_END = "run_end"
     NOTE = "note"
+    #: A phase of traffic starts or ends (warm-up, a bake after a step, the soak).
+    PHASE_START = "phase_start"
+    PHASE_END = "phase_end"
+    #: The balancer drained, admitted, ejected or readmitted an instance.
+    BALANCER = "balancer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +116,17 @@ class Timeline:
 
 @dataclass(frozen=True, slots=True)
 class InstanceState:
+    """One instance at the end: what it says it runs, whether it answers its health check,
+    and (when a balancer carried the traffic) whether it was in rotation and its last
+    health answers, newest first."""
+
     index: int
     release: str | None
     healthy: bool
     running: bool
     paused: bool
+    in_rotation: bool | None = None
+    health: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +175,11 @@ class RunOutcome:
     history_stats: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     fault_seconds: float = 0.0
+    #: The run's phases (warm-up, bakes, soak): when, how long, how much was covered.
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    #: Every injection: where, when it was injected and healed, how long it lasted against
+    #: its declared duration, what it acted on, and why it had no effect (when it had none).
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def run_key(self) -> str:
@@ -197,6 +215,8 @@ class RunOutcome:
             "history_stats": self.history_stats,
             "duration_s": round(self.duration_s, 4),
             "fault_seconds": round(self.fault_seconds, 4),
+            "phases": list(self.phases),
+            "faults": list(self.faults),
         }
         return data
 
@@ -206,15 +226,20 @@ class RunOutcome:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunOutcome:
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"RunOutcome schema_version {version!r}, expected {SCHEMA_VERSION}")
+        if version not in _READABLE:
+            raise ValueError(
+                f"RunOutcome schema_version {version!r}, expected one of {sorted(_READABLE)}"
+            )
         end = data.get("end_state")
         end_state = None
         if end is not None:
             migrations = end.get("migrations")
             end_state = EndState(
                 None if migrations is None else tuple(migrations),
-                tuple(InstanceState(**i) for i in end["instances"]),
+                tuple(
+                    InstanceState(**{**i, "health": tuple(i.get("health", ()))})
+                    for i in end["instances"]
+                ),
             )
         return cls(
             scenario=data["scenario"],
@@ -237,4 +262,6 @@ class RunOutcome:
             history_stats=dict(data.get("history_stats", {})),
             duration_s=float(data.get("duration_s", 0.0)),
             fault_seconds=float(data.get("fault_seconds", 0.0)),
+            phases=list(data.get("phases", ())),
+            faults=list(data.get("faults", ())),
         )

@@ -2,9 +2,11 @@
 
 :class:`ClientWorkload` implements the runner's ``Workload`` protocol (``start``, ``stop``,
 ``breach``). Each client thread paces itself to its share of the target rate, picks an
-operation from the model's mix, sends it to the next app instance in turn (an instance being
-redeployed is still used: its failures are what the history is for), and records ``invoke``
-then ``ok``/``fail``/``info``. Only loopback addresses are ever contacted.
+operation from the model's mix, sends it to the instance the balancer picks (see
+:mod:`harness.workload.balancer`: drained before a redeploy, ejected when it fails), and
+records ``invoke`` (with the instance, its release and the run's phase) then
+``ok``/``fail``/``info``. During a phase (:meth:`ClientWorkload.run_phase`) the clients
+send the phase's seeded schedule instead, unpaced. Only loopback addresses are contacted.
 
 Stopping is prompt: the stop event ends the pacing waits, in-flight operations are closed as
 ``info`` in the history, their sockets are shut down, and every thread is joined (bounded by
@@ -13,19 +15,23 @@ the client timeout); a thread that does not end is an error, never left behind.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.client
 import ipaddress
 import json
+import random
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from harness.errors import SpecError, WorkloadError, WorkloadRequestFailed, WorkloadStuck
+from harness.workload.balancer import Balancer, Pick
 from harness.workload.generators import Mix, Pacer, make_faker, make_rng
 from harness.workload.history import (
     ErrorKind,
@@ -36,8 +42,11 @@ from harness.workload.history import (
     history_stats,
 )
 from harness.workload.model import Answer, Call, Completion, Draw, Model, WorkloadSpec
+from harness.workload.phases import PhaseResult, ScheduleItem, build_schedule
 
 if TYPE_CHECKING:
+    from faker import Faker
+
     from harness.backends.base import Stack
     from harness.report.outcome import Timeline
 
@@ -96,6 +105,20 @@ class _Slot:
             if sock is not None:
                 with contextlib.suppress(OSError):  # already closed: nothing in flight
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass(frozen=True, slots=True)
+class _Url:
+    """A bare URL as a balancer member (tests, ad-hoc use): no release, no health check."""
+
+    index: int
+    base_url: str
+
+
+@dataclass(slots=True)
+class _ClientState:
+    number: int
+    process: int
 
 
 class HttpClient:
@@ -161,8 +184,67 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+class _PhaseRun:
+    """A phase in progress: its schedule (taken in order by every client) and its result."""
+
+    def __init__(self, result: PhaseResult, items: Sequence[ScheduleItem], deadline: float):
+        self.result = result
+        self.queue: collections.deque[tuple[ScheduleItem, int]] = collections.deque(
+            (item, 0) for item in items
+        )
+        self.deadline = deadline
+        self.pending = len(items)
+        self.lock = threading.Condition()
+        self.done = threading.Event()
+        if not items:
+            self.done.set()
+
+    def take(self) -> tuple[ScheduleItem, int] | None:
+        """The next entry to send (None: nothing left to take now)."""
+        with self.lock:
+            return self.queue.popleft() if self.queue else None
+
+    def requeue(self, item: ScheduleItem, attempts: int) -> None:
+        with self.lock:
+            self.queue.append((item, attempts))
+            self.lock.notify_all()
+
+    def served(self, item: ScheduleItem) -> None:
+        with self.lock:
+            counts = self.result.coverage.setdefault(item.group, {})
+            counts[item.f] = counts.get(item.f, 0) + 1
+            self.result.served += 1
+            self._settle()
+
+    def drop(self, item: ScheduleItem, reason: str) -> None:
+        with self.lock:
+            self.result.dropped.append(f"{item.f} for {item.group}: {reason}")
+            self._settle()
+
+    def _settle(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0:
+            self.done.set()
+        self.lock.notify_all()
+
+    def wait_progress(self, timeout: float) -> None:
+        """Wait a little for another client to make progress (or the phase to end)."""
+        with self.lock:
+            self.lock.wait(timeout)
+
+
+#: Attempts at a scheduled entry that the model cannot issue yet, or that found no
+#: instance of its release in rotation, before it is dropped.
+_PHASE_ATTEMPTS = 8
+
+
 class ClientWorkload:
-    """A target's workload running against a stack's app instances (see the module doc)."""
+    """A target's workload running against a stack's app instances (see the module doc).
+
+    Traffic goes through a :class:`~harness.workload.balancer.Balancer`: given a stack,
+    the workload makes its own (and closes it on stop); the runner passes the one it drains
+    and admits instances with.
+    """
 
     def __init__(self, spec: WorkloadSpec, *, seed: int) -> None:
         self.spec = spec
@@ -174,15 +256,30 @@ class ClientWorkload:
         self._threads: list[threading.Thread] = []
         self._slots: list[_Slot] = []
         self._history = History()
-        self._urls: Callable[[], Sequence[str]] = lambda: ()
+        self._balancer: Balancer | None = None
+        self._owns_balancer = False
         self._crashes: list[tuple[int, str]] = []
         self._crash_lock = threading.Lock()
         self._stats: HistoryStats | None = None
         self._in_flight_at_stop = 0
+        self._label: str | None = None
+        self._phase: _PhaseRun | None = None
+        self._phase_lock = threading.Lock()
+        self._fakes: dict[int, Faker] = {}
 
     @property
     def history(self) -> History:
         return self._history
+
+    @property
+    def balancer(self) -> Balancer | None:
+        return self._balancer
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        """The operations of the model's mix that have a weight (what a phase schedules)."""
+        weights = self._model.mix()
+        return tuple(f for f in self._mix.names if weights[f] > 0)
 
     @property
     def crashes(self) -> tuple[tuple[int, str], ...]:
@@ -190,22 +287,31 @@ class ClientWorkload:
         with self._crash_lock:
             return tuple(self._crashes)
 
-    def start(self, stack: Stack, timeline: Timeline | None = None) -> None:
-        apps = list(stack.apps)
-        self.start_urls(lambda: [app.base_url for app in apps], timeline)
+    def start(self, target: Stack | Balancer, timeline: Timeline | None = None) -> None:
+        """Start against a stack's instances (through a balancer of the workload's own) or
+        through ``target``, a started :class:`Balancer`."""
+        if isinstance(target, Balancer):
+            self._start(target, timeline, owned=False)
+        else:
+            balancer = Balancer(list(target.apps), timeout=min(1.0, self.spec.timeout))
+            self._start(balancer.start(), timeline, owned=True)
 
-    def start_urls(
-        self, urls: Callable[[], Sequence[str]], timeline: Timeline | None = None
-    ) -> None:
-        """Start against the instances ``urls()`` returns (read again for every operation)."""
+    def start_urls(self, urls: Sequence[str], timeline: Timeline | None = None) -> None:
+        """Start against bare URLs (no health checks; a failed request still ejects)."""
+        if not urls:
+            raise SpecError("the workload needs at least one app instance")
+        for url in urls:
+            check_loopback(url)
+        endpoints = [_Url(i, url) for i, url in enumerate(urls)]
+        self._start(Balancer(endpoints, checks=False), timeline, owned=True)
+
+    def _start(self, balancer: Balancer, timeline: Timeline | None, *, owned: bool) -> None:
         if self._threads:
             raise WorkloadError("the workload was already started")
-        first = list(urls())
-        if not first:
-            raise SpecError("the workload needs at least one app instance")
-        for url in first:
-            check_loopback(url)
-        self._urls = urls
+        for pick in balancer.rotation():
+            check_loopback(pick.url)
+        self._balancer = balancer
+        self._owns_balancer = owned
         self._history = History(origin=timeline.start if timeline is not None else None)
         if timeline is not None:
             from harness.report.outcome import EventKind
@@ -229,47 +335,163 @@ class ClientWorkload:
         for thread in self._threads:
             thread.start()
 
+    # -- phases ------------------------------------------------------------------------
+
+    def label(self, phase: str | None) -> None:
+        """The phase free traffic is recorded under from now on (``step:migrate:0003``...)."""
+        self._label = phase
+
+    def run_phase(
+        self,
+        name: str,
+        groups: Mapping[str, Sequence[tuple[int, str | None]]],
+        quota: int,
+        timeout: float,
+    ) -> PhaseResult:
+        """Run phase ``name``: ``quota`` of each operation for each group (see
+        :mod:`harness.workload.phases`); returns when served, timed out or stopped."""
+        result = PhaseResult(name, quota, self._history.now())
+        items = build_schedule(
+            seed=self.seed, phase=name, operations=self.operations, groups=groups, quota=quota
+        )
+        result.scheduled = len(items)
+        run = _PhaseRun(result, items, time.monotonic() + timeout)
+        previous = self._label
+        with self._phase_lock:
+            self._phase = run
+            self._label = name
+        try:
+            while not run.done.wait(min(0.25, max(0.0, run.deadline - time.monotonic()))):
+                if (
+                    time.monotonic() >= run.deadline
+                    or self._stop.is_set()
+                    or not self._threads_alive()
+                ):
+                    break
+            result.timed_out = not run.done.is_set()
+        finally:
+            with self._phase_lock:
+                self._phase = None
+                self._label = previous
+            with run.lock:
+                run.queue.clear()
+                run.lock.notify_all()
+        result.end = self._history.now()
+        return result
+
+    def _threads_alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    # -- the clients -------------------------------------------------------------------
+
     def _client_loop(self, number: int, slot: _Slot) -> None:
         spec = self.spec
         clients = spec.clients
         rng = make_rng(self.seed, number)
         fake = make_faker(self.seed, number)
         pacer = Pacer(spec.rate / clients if spec.rate > 0 else 0.0, self._stop, offset=number)
-        process = number
-        turn = number
+        state = _ClientState(number, number)
         try:
-            while pacer.wait():
-                urls = list(self._urls())
-                if not urls:
+            while not self._stop.is_set():
+                run = self._phase
+                if run is not None:
+                    if not self._phase_step(run, state, fake, slot):
+                        return
                     continue
-                draw = Draw(rng, fake, number, process)
+                if not pacer.wait():
+                    return
+                if self._phase is not None:
+                    continue
+                draw = Draw(rng, fake, number, state.process)
                 call = self._next_call(draw)
                 if call is None:
                     continue
-                url = urls[turn % len(urls)]
-                turn += 1
-                try:
-                    invoke = self._history.invoke(process, call.f, call.value)
-                except ValueError:
-                    return  # closed: the workload is stopping
-                completion = self._perform(url, call, slot)
-                if (
-                    self._history.complete(
-                        invoke,
-                        completion.type,
-                        completion.value,
-                        error=completion.error,
-                        error_kind=completion.error_kind,
-                    )
-                    is None
-                ):
-                    return  # closed as info by stop
-                self._model.completed(call, completion, draw)
-                if completion.type is OpType.INFO:
-                    process += clients  # Jepsen: a crashed process is replaced by a new one
+                if not self._send(call, draw, state, slot, None):
+                    return
         except Exception:
             with self._crash_lock:
                 self._crashes.append((number, traceback.format_exc()))
+
+    def _phase_step(self, run: _PhaseRun, state: _ClientState, fake: Faker, slot: _Slot) -> bool:
+        """Send the phase's next entry; False when the workload is stopping."""
+        taken = run.take()
+        if taken is None:
+            # Nothing to take: the others' entries are in flight, or the phase is served and
+            # the runner is about to end it. Wait for either (no busy loop).
+            run.wait_progress(0.05)
+            return not self._stop.is_set()
+        item, attempts = taken
+        if time.monotonic() > run.deadline:
+            run.drop(item, "the phase timed out")
+            return True
+        fake.seed_instance(item.seed)
+        draw = Draw(random.Random(item.seed), fake, state.number, state.process)
+        call = self._model.call(item.f, draw)
+        if call is None:
+            self._retry(run, item, attempts, "the model could not issue it yet")
+            return True
+        pick = self._balancer.pick(item.instance, item.release) if self._balancer else None
+        if pick is None:
+            self._retry(run, item, attempts, f"no instance of {item.group} in rotation")
+            return True
+        outcome = self._send(call, draw, state, slot, pick)
+        if outcome is None:
+            return False
+        if outcome:
+            run.served(item)
+        else:
+            self._retry(run, item, attempts, f"instance {pick.index} could not be reached")
+        return True
+
+    def _retry(self, run: _PhaseRun, item: ScheduleItem, attempts: int, reason: str) -> None:
+        if attempts + 1 >= _PHASE_ATTEMPTS:
+            run.drop(item, reason)
+            return
+        run.requeue(item, attempts + 1)
+        run.wait_progress(0.02 * (attempts + 1))
+
+    def _send(
+        self, call: Call, draw: Draw, state: _ClientState, slot: _Slot, pick: Pick | None
+    ) -> bool | None:
+        """Send one call (to ``pick``, else the balancer's choice) and record it: whether
+        it reached the instance; None when the history closed (the workload stops)."""
+        balancer = self._balancer
+        if pick is None and balancer is not None:
+            pick = balancer.pick()
+        try:
+            invoke = self._history.invoke(
+                state.process,
+                call.f,
+                call.value,
+                instance=None if pick is None else pick.index,
+                release=None if pick is None else pick.release,
+                phase=self._label,
+            )
+        except ValueError:
+            return None  # closed: the workload is stopping
+        if pick is None or balancer is None:
+            completion = Completion(
+                OpType.FAIL, {}, "no instance to send to (every instance is draining)",
+                ErrorKind.UNREACHED,
+            )
+        else:
+            with balancer.sending(pick):
+                completion = self._perform(pick, call, slot)
+        if (
+            self._history.complete(
+                invoke,
+                completion.type,
+                completion.value,
+                error=completion.error,
+                error_kind=completion.error_kind,
+            )
+            is None
+        ):
+            return None  # closed as info by stop
+        self._model.completed(call, completion, draw)
+        if completion.type is OpType.INFO:
+            state.process += self.spec.clients  # Jepsen: a crashed process is replaced
+        return completion.error_kind is not ErrorKind.UNREACHED
 
     def _next_call(self, draw: Draw) -> Call | None:
         for f in self._mix.order(draw.rng):
@@ -278,13 +500,15 @@ class ClientWorkload:
                 return call
         return None
 
-    def _perform(self, url: str, call: Call, slot: _Slot) -> Completion:
+    def _perform(self, pick: Pick, call: Call, slot: _Slot) -> Completion:
         try:
-            answer = self._client.send(url, call, slot)
+            answer = self._client.send(pick.url, call, slot)
         except WorkloadRequestFailed as exc:
+            if not self._stop.is_set() and self._balancer is not None:
+                self._balancer.report_failure(pick, exc.detail)
             if exc.sent:
                 return Completion(OpType.INFO, {}, exc.detail, ErrorKind.INDETERMINATE)
-            return Completion(OpType.FAIL, {}, exc.detail, ErrorKind.UNAVAILABLE)
+            return Completion(OpType.FAIL, {}, exc.detail, ErrorKind.UNREACHED)
         completion = self._model.interpret(call, answer)
         return Completion(
             completion.type,
@@ -327,6 +551,8 @@ class ClientWorkload:
             for thread in self._threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             alive = [t.name for t in self._threads if t.is_alive()]
+            if self._owns_balancer and self._balancer is not None:
+                self._balancer.close()
             if alive:
                 raise WorkloadStuck(alive, waited)
             self._stats = history_stats(self._history.operations())

@@ -68,8 +68,11 @@ class ErrorKind(enum.Enum):
 
     #: The app served the request and said no (a business rule: insufficient funds, ...).
     REJECTED = "rejected"
-    #: The app could not serve it and says it was not applied (connection refused, 503).
+    #: The app could not serve it and says it was not applied (a 503 that says so).
     UNAVAILABLE = "unavailable"
+    #: The request never reached an instance (connection refused, no instance in the
+    #: balancer's rotation): not applied, and the app never saw it.
+    UNREACHED = "unreached"
     #: Nobody knows whether it was applied (timeout, reset, an answer that does not say).
     INDETERMINATE = "indeterminate"
     #: Still in flight when the workload stopped: as unknown as a timeout, but cut off by
@@ -95,6 +98,11 @@ class Op:
     time: float
     error: str | None = None
     error_kind: ErrorKind | None = None
+    #: Where an invoke was sent: the instance's index, the release it ran then, and the
+    #: run's phase (``warmup``, ``step:<step>``, ``bake:<step>``, ``recovery``, ``soak``...).
+    instance: int | None = None
+    release: str | None = None
+    phase: str | None = None
 
     def to_json(self) -> dict[str, JsonValue]:
         data: dict[str, JsonValue] = {
@@ -109,6 +117,12 @@ class Op:
             data["error"] = self.error
         if self.error_kind is not None:
             data["error_kind"] = self.error_kind.value
+        if self.instance is not None:
+            data["instance"] = self.instance
+        if self.release is not None:
+            data["release"] = self.release
+        if self.phase is not None:
+            data["phase"] = self.phase
         return data
 
     @classmethod
@@ -123,6 +137,9 @@ class Op:
             value[str(key)] = item
         error = data.get("error")
         kind = data.get("error_kind")
+        instance = data.get("instance")
+        release = data.get("release")
+        phase = data.get("phase")
         return cls(
             index=int(str(data["index"])),
             process=int(str(data["process"])),
@@ -132,6 +149,9 @@ class Op:
             time=float(str(data["time"])),
             error=None if error is None else str(error),
             error_kind=None if kind is None else ErrorKind(kind),
+            instance=None if instance is None else int(str(instance)),
+            release=None if release is None else str(release),
+            phase=None if phase is None else str(phase),
         )
 
 
@@ -140,7 +160,8 @@ class Operation:
     """An invoke paired with its completion: what the checkers work on.
 
     ``value`` is the invoke's value updated with the completion's fields (what was asked,
-    then what the client was told); ``index`` is the invoke's index.
+    then what the client was told); ``index`` is the invoke's index; ``instance``,
+    ``release`` and ``phase`` say where and when the invoke was sent.
     """
 
     index: int
@@ -152,6 +173,22 @@ class Operation:
     complete_time: float
     error: str | None = None
     error_kind: ErrorKind | None = None
+    instance: int | None = None
+    release: str | None = None
+    phase: str | None = None
+
+    @property
+    def reached(self) -> bool:
+        """Whether the request reached an instance (it may have been served)."""
+        return self.error_kind is not ErrorKind.UNREACHED and self.error_kind is not (
+            ErrorKind.STOPPED
+        )
+
+    @property
+    def is_error(self) -> bool:
+        """Counts against availability: unknown, or failed for another reason than a
+        business rule (see :attr:`ErrorKind.is_error`)."""
+        return _is_error(self)
 
 
 class History:
@@ -182,14 +219,34 @@ class History:
     def now(self) -> float:
         return self._clock() - self._origin
 
-    def invoke(self, process: int, f: str, value: Value) -> Op:
-        """Record that ``process`` is about to issue ``f``; one pending op per process."""
+    def invoke(
+        self,
+        process: int,
+        f: str,
+        value: Value,
+        *,
+        instance: int | None = None,
+        release: str | None = None,
+        phase: str | None = None,
+    ) -> Op:
+        """Record that ``process`` is about to issue ``f`` (to ``instance``, running
+        ``release``, in ``phase``); one pending op per process."""
         with self._lock:
             if self._closed:
                 raise ValueError("the history is closed")
             if process in self._pending:
                 raise ValueError(f"process {process} already has an operation in flight")
-            op = Op(len(self._ops), process, OpType.INVOKE, f, dict(value), self.now())
+            op = Op(
+                len(self._ops),
+                process,
+                OpType.INVOKE,
+                f,
+                dict(value),
+                self.now(),
+                instance=instance,
+                release=release,
+                phase=phase,
+            )
             self._ops.append(op)
             self._pending[process] = op
             return op
@@ -332,6 +389,9 @@ def pair_operations(ops: Iterable[Op]) -> list[Operation]:
                     invoke.time,
                     "never completed",
                     ErrorKind.INDETERMINATE,
+                    invoke.instance,
+                    invoke.release,
+                    invoke.phase,
                 )
             )
             continue
@@ -347,6 +407,9 @@ def pair_operations(ops: Iterable[Op]) -> list[Operation]:
                 done.time,
                 done.error,
                 done.error_kind,
+                invoke.instance,
+                invoke.release,
+                invoke.phase,
             )
         )
     paired.sort(key=lambda o: o.index)
@@ -422,7 +485,7 @@ class HistoryStats:
 
 
 def _is_error(op: Operation) -> bool:
-    if op.type is OpType.OK:
+    if op.type is OpType.OK or op.error_kind is ErrorKind.STOPPED:
         return False
     if op.type is OpType.INFO:
         return True

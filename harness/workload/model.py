@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from harness.errors import SpecError
 from harness.workload.history import ErrorKind, JsonValue, OpType, Value
+from harness.workload.phases import Phases
 
 if TYPE_CHECKING:
     from faker import Faker
@@ -138,8 +139,10 @@ class ErrorBudget:
 class WorkloadSpec:
     """A target's workload: ``model`` builds a fresh :class:`Model` per run.
 
-    ``rate`` is the total target rate in operations per second (0: as fast as the clients
-    go); ``timeout`` the client-side timeout of each request in seconds.
+    ``rate`` is the total target rate in operations per second of the free traffic (0: as
+    fast as the clients go); ``timeout`` the client-side timeout of each request in seconds;
+    ``phases`` the quotas of the warm-up, the bakes and the soak (see
+    :mod:`harness.workload.phases`).
     """
 
     model: Callable[[], Model]
@@ -147,6 +150,7 @@ class WorkloadSpec:
     rate: float = 40.0
     timeout: float = 2.0
     budget: ErrorBudget | None = None
+    phases: Phases = field(default_factory=Phases)
 
     def __post_init__(self) -> None:
         if not callable(self.model):
@@ -157,6 +161,8 @@ class WorkloadSpec:
             raise SpecError(f"workload rate {self.rate}", expected=">= 0 operations/s")
         if not 0 < self.timeout <= 60:
             raise SpecError(f"workload timeout {self.timeout}", expected="0 < seconds <= 60")
+        if not isinstance(self.phases, Phases):
+            raise SpecError(f"workload phases {self.phases!r}", expected="a Phases")
 
 
 def default_completion(answer: Answer, value: Value) -> Completion:
