@@ -95,7 +95,8 @@ def new_run_id() -> str:
 
 def proc_stat(pid: int | str) -> list[str] | None:
     """``/proc/<pid>/stat`` from field 3 (state) on, or None when the process does not exist:
-    ``[0]`` state, ``[2]`` process group, ``[19]`` start time in clock ticks since boot."""
+    ``[0]`` state, ``[1]`` parent pid, ``[2]`` process group, ``[19]`` start time in clock
+    ticks since boot."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
