@@ -3,9 +3,11 @@
 - no judged verdict ``invalid`` and nothing declared: **pass**;
 - every ``invalid`` verdict declared, every strict declaration happened: **known hazard**
   (an xfail, with the declarations' reasons);
-- an ``invalid`` verdict nobody declared, a strict declaration that did not happen, or a
-  harness error (the fault could not be injected or healed, something was left behind):
-  **unexpected** (the test fails with the evidence).
+- an ``invalid`` verdict nobody declared, or a strict declaration that did not happen:
+  **unexpected** (the test fails with the evidence);
+- a harness error: the cell was not tested as it says (the fault did not fire, fired after
+  its step, found nothing to act on or had no effect; an inject or heal failed; something
+  was left behind): **harness error** (the test fails, saying why), whatever the verdicts.
 
 A run whose outcome has no ``recovery`` verdict gets one derived from ``recovered``
 (``invalid`` when the strategy failed), so recovery can be judged whatever checkers ran.
@@ -42,6 +44,12 @@ class Cell(enum.Enum):
     PASS = "pass"  # noqa: S105 (a scorecard cell, not a password)
     HAZARD = "known hazard"
     UNEXPECTED = "unexpected failure"
+    ERROR = "harness error"
+
+    @property
+    def failed(self) -> bool:
+        """The run fails its test (an unexpected result, or not tested as it says)."""
+        return self in (Cell.UNEXPECTED, Cell.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,8 @@ class Judgement:
             return "every judged invariant held"
         if self.cell is Cell.HAZARD:
             return f"known hazard: {', '.join(self.violated)} violated as declared"
+        if self.cell is Cell.ERROR:
+            return f"harness error, not tested: {'; '.join(self.harness_errors)}"
         parts = []
         if self.undeclared:
             parts.append(f"undeclared violation of {', '.join(self.undeclared)}")
@@ -155,7 +165,9 @@ def judge_verdicts(
     reasons = tuple(
         dict.fromkeys(e.reason for e in expectations if any(n in invalid for n in e.violates))
     )
-    if undeclared or missing or harness_errors:
+    if harness_errors:
+        cell = Cell.ERROR
+    elif undeclared or missing:
         cell = Cell.UNEXPECTED
         if missing:
             reasons = tuple(

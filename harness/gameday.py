@@ -341,7 +341,7 @@ def run_gameday(
 
     from harness.backends import open_backend
     from harness.deploy.runner import run_chaos
-    from harness.expect import Cell, judge
+    from harness.expect import judge
     from harness.report.html import write_report
     from harness.report.json import write_results
     from harness.scenario import run_seed
@@ -400,4 +400,4 @@ def run_gameday(
         f"replay:    {replay}\nresults:   {results}\nreport:    {page}\n"
     )
     stdout.flush()
-    return 0 if judgement.cell is not Cell.UNEXPECTED else 1
+    return 1 if judgement.cell.failed else 0

@@ -283,7 +283,7 @@ class ScenarioItem(pytest.Item):
             pytest.xfail(
                 f"known hazard ({', '.join(judgement.violated)}): " + " | ".join(judgement.reasons)
             )
-        if judgement.cell is Cell.UNEXPECTED:
+        if judgement.cell.failed:
             lines = [f"{self.case.key}: {judgement.summary}"]
             if judgement.undeclared:
                 lines.append("evidence:")

@@ -44,13 +44,15 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harness._loader import load_target
-from harness.deploy.points import FaultPoint, When, parse_point
+from harness.deploy.points import NO_POINT, FaultPoint, When, parse_point
 from harness.deploy.runner import RunSpec
 from harness.deploy.strategies import StrategyName
 from harness.errors import ChaosError, SpecError
-from harness.faults.base import Fault
+from harness.faults.base import Fault, FaultKind
 from harness.faults.registry import FaultRegistry, default_registry, parse_duration
+from harness.invariants.builtin import Availability
 from harness.spec import Target
+from harness.workload.phases import PHASE_SETTINGS, Phases
 
 __all__ = [
     "BUILTIN_INVARIANTS",
@@ -83,6 +85,8 @@ BUILTIN_INVARIANTS = (
     "schema_matches_release",
     "readable_by_running_release",
     "availability",
+    "end_state_serves",
+    "no_regression",
 )
 
 _TOP_KEYS = (
@@ -102,12 +106,15 @@ _TOP_KEYS = (
     "recover_after",
     "step_timeout",
     "health_grace",
+    "phases",
+    "availability",
 )
 _REQUIRED = ("scenario", "target", "upgrade", "faults", "points", "strategies")
 _SELECTOR_KEYS = ("fault", "point", "strategy")
 _EXPECT_KEYS = (*_SELECTOR_KEYS, "violates", "reason", "strict")
 _POINT_KEYS = ("point", "delay", "statement")
 _UPGRADE_KEYS = ("from", "to", "fix")
+_AVAILABILITY_KEYS = ("max_error_rate", "max_unavailable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +234,10 @@ class RunCase:
             kwargs["health_grace"] = sc.health_grace
         if sc.workload:
             kwargs["workload_settings"] = dict(sc.workload)
+        if sc.phases is not None:
+            kwargs["phases"] = sc.phases
+        if sc.availability is not None:
+            kwargs["availability"] = sc.availability
         return RunSpec(
             sc.target,
             sc.upgrade.source,
@@ -261,12 +272,22 @@ class Scenario:
     recover_after: str | None = None
     step_timeout: float | None = None
     health_grace: float | None = None
+    #: The phases' quotas (None: the target workload's).
+    phases: Phases | None = None
+    #: The availability budget (None: measured, not judged).
+    availability: Availability | None = None
 
     def runs(self) -> tuple[RunCase, ...]:
-        """Every run of the matrix, faults x points x strategies minus ``exclude``."""
+        """Every run of the matrix, faults x points x strategies minus ``exclude``; the
+        control (``no_fault``) once per strategy, at the point ``none``."""
         out = []
         for fi, f in enumerate(self.faults):
-            for pi, p in enumerate(self.points):
+            points = (
+                (PointSpec(NO_POINT, f.line),)
+                if f.fault.kind is FaultKind.CONTROL
+                else self.points
+            )
+            for pi, p in enumerate(points):
                 for si, s in enumerate(self.strategies):
                     args = (f.fault.name, p.point.name, s.value)
                     if any(x.matches(*args) for x in self.exclude):
@@ -453,6 +474,10 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
         reader.duration(value("health_grace"), "health_grace") if "health_grace" in top else None
     )
     description = reader.string(value("description"), "description") if "description" in top else ""
+    phases = _phases(reader, value("phases"), target) if "phases" in top else None
+    availability = (
+        _availability(reader, value("availability")) if "availability" in top else None
+    )
 
     # The plan, for checking points and faults against it.
     from harness.deploy.plan import build_plan
@@ -561,6 +586,8 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
 
     fault_names = [f.fault.name for f in faults]
     point_names = [p.point.name for p in points]
+    if any(f.fault.kind is FaultKind.CONTROL for f in faults):
+        point_names.append(NO_POINT.name)
     strategy_names = [s.value for s in strategies]
     exclude = tuple(
         _selector(reader, n, "exclude entry", _SELECTOR_KEYS)[0]
@@ -612,6 +639,8 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
         recover_after=recover_after,
         step_timeout=step_timeout,
         health_grace=health_grace,
+        phases=phases,
+        availability=availability,
     )
     runs = scenario.runs()
     if not runs:
@@ -630,6 +659,46 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
                 choices=exc.choices,
             ) from None
     return scenario
+
+
+def _phases(reader: _Reader, node: Node, target: Target) -> Phases:
+    """``phases: {warmup: 3, bake: 3, soak: 3, timeout: 15s}`` over the target's."""
+    entry = reader.mapping(node, "phases", tuple(PHASE_SETTINGS))
+    base = target.workload.phases if target.workload is not None else Phases()
+    values: dict[str, Any] = {}
+    for key, (_, value_node) in entry.items():
+        if PHASE_SETTINGS[key] is int:
+            values[key] = reader.integer(value_node, f"phases.{key}", 0)
+        else:
+            values[key] = reader.duration(value_node, f"phases.{key}")
+    return _catch(reader, node, "phases", lambda: replace(base, **values))
+
+
+def _availability(reader: _Reader, node: Node) -> Availability:
+    """``availability: {max_error_rate: 0.01, max_unavailable: 1s}``: the budget."""
+    entry = reader.mapping(node, "availability", _AVAILABILITY_KEYS)
+    rate = None
+    if "max_error_rate" in entry:
+        rate_node = entry["max_error_rate"][1]
+        text = reader.string(rate_node, "availability.max_error_rate")
+        try:
+            rate = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:
+            raise reader.error(
+                rate_node,
+                f"availability.max_error_rate {text!r}",
+                expected="a rate in [0, 1] or a percentage such as 2%",
+            )
+    window = None
+    if "max_unavailable" in entry:
+        window = reader.duration(entry["max_unavailable"][1], "availability.max_unavailable")
+    if rate is None and window is None:
+        raise reader.error(
+            node, "availability sets no budget", expected=", ".join(_AVAILABILITY_KEYS)
+        )
+    return Availability(max_error_rate=rate, max_unavailable_s=window)
 
 
 def _load_target(source: Path, ref: str) -> Target:

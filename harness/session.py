@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import logging
 import re
 import secrets
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from harness.backends import BackendName
 from harness.deploy.strategies import StrategyName
 from harness.errors import ChaosError, ConfigError, SpecError
-from harness.expect import Cell, Judgement, judge, verdicts_of
+from harness.expect import Judgement, judge, verdicts_of
 from harness.report import json as results_json
 from harness.report.outcome import RunOutcome
 from harness.scenario import RunCase, parse_shard, run_seed
@@ -211,6 +212,25 @@ class RunRecord:
                 f"time     {outcome.duration_s:.2f}s, of which {outcome.fault_seconds:.2f}s "
                 "inside fault durations"
             )
+            for record in outcome.faults:
+                lasted = record.get("lasted_s")
+                declared = record.get("declared_s")
+                acted = record.get("acted_on")
+                lines.append(
+                    f"fault    {outcome.fault} {record.get('where')}: lasted "
+                    + ("-" if lasted is None else f"{lasted:.2f}s")
+                    + (f" (declared {declared:g}s)" if declared is not None else "")
+                    + f", healed by {record.get('healed_by') or '-'}; acted on "
+                    + ("(not reported)" if acted is None else json.dumps(acted, sort_keys=True))
+                    + (f"; no effect: {record['missed']}" if record.get("missed") else "")
+                )
+            for phase in outcome.phases:
+                lines.append(
+                    f"phase    {phase['name']:<22} {phase['served']}/{phase['scheduled']} served "
+                    f"in {phase['seconds']:.2f}s"
+                    + (" (timed out)" if phase.get("timed_out") else "")
+                    + (f"; dropped: {phase['dropped'][0]}" if phase.get("dropped") else "")
+                )
             lines.append("timeline")
             for event in outcome.events:
                 detail = f" {event.detail[:160]}" if event.detail else ""
@@ -279,7 +299,7 @@ class ChaosSession:
         from harness.deploy.runner import run_chaos
 
         def after_run(stack: Stack, outcome: RunOutcome) -> None:
-            if self.options.keep and judge(case, outcome).cell is Cell.UNEXPECTED:
+            if self.options.keep and judge(case, outcome).cell.failed:
                 kept.append(self._keep(case, stack))
 
         history = None

@@ -101,6 +101,7 @@ def target() -> Target:
             # Bad releases, for the release faults: v2 code with a deliberate bug.
             _release("v2-unhealthy", runs="v2", bug="unhealthy"),
             _release("v2-lose-cent", runs="v2", bug="lose_cent"),
+            _release("v2-no-reconnect", runs="v2", bug="no_reconnect"),
         ),
         seed_command=("{python}", "-m", "ledger.seed", "--seed", "{seed}"),
         applied_migrations_sql=APPLIED_MIGRATIONS_SQL,

@@ -34,7 +34,7 @@ from harness.deploy.points import FaultPoint, When
 from harness.deploy.strategies import StrategyName, recover
 from harness.errors import ChaosError, NothingToActOn, ServiceError, SpecError, WaitTimeout
 from harness.faults.base import Fault, FaultContext, FaultKind, Injected
-from harness.invariants.base import FaultWindow
+from harness.invariants.base import FaultWindow, Invariant
 from harness.report.outcome import (
     EndState,
     EventKind,
@@ -143,6 +143,8 @@ class RunSpec:
     workload_settings: Mapping[str, float] = field(default_factory=dict)
     #: The quotas of the warm-up, the bakes and the soak; None: the target workload's.
     phases: Phases | None = None
+    #: The availability invariant with the scenario's budget (replaces the default one).
+    availability: Invariant | None = None
 
     def plan(self) -> Plan:
         plan = build_plan(
@@ -716,6 +718,9 @@ def run_chaos(
     )
     timeline.add(EventKind.RUN_START, outcome.run_key)
     invariants = invariants_for(spec.target)
+    if spec.availability is not None:
+        name = spec.availability.name
+        invariants = (*(i for i in invariants if i.name != name), spec.availability)
     workload_spec = None
     if spec.target.workload is not None:
         workload_spec = dataclasses.replace(spec.target.workload, **spec.workload_settings)  # type: ignore[arg-type]
@@ -756,6 +761,7 @@ def run_chaos(
         try:
             baselines, problems = take_baselines(invariants, stack)
             errors.extend(RunError("baseline", n, "BaselineFailed", m) for n, m in problems)
+            traffic.label("warmup")
             if workload is not None:
                 if isinstance(workload, ClientWorkload):
                     workload.start(balancer, timeline)

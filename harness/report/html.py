@@ -19,7 +19,12 @@ from typing import Any
 
 __all__ = ["ReportRun", "load_runs", "render_report", "write_report"]
 
-_CELL_CLASS = {"pass": "pass", "known hazard": "hazard", "unexpected failure": "unexpected"}
+_CELL_CLASS = {
+    "pass": "pass",
+    "known hazard": "hazard",
+    "unexpected failure": "unexpected",
+    "harness error": "unexpected",
+}
 _STRATEGY_ORDER = ("rollback", "roll_forward", "halt", "restore")
 
 

@@ -36,6 +36,8 @@ def properties(
             ",".join(f"{n}={v.get('status', 'unknown')}" for n, v in sorted(verdicts.items())),
         ),
     ]
+    if judgement.violated:
+        props.append((PREFIX + "violated", ",".join(judgement.violated)))
     if judgement.reasons:
         props.append((PREFIX + "reason", " | ".join(judgement.reasons)))
     return props

@@ -8,8 +8,9 @@
     db_crash      after:rollout:0       HAZARD    pass          FAIL
 
 ``pass``: every judged invariant held; ``HAZARD``: a declared, known hazard happened (xfail);
-``FAIL``: an unexpected failure (an undeclared violation, a declared hazard that did not
-happen, or a harness error); ``-``: not run (filtered, sharded away).
+``FAIL``: an unexpected failure (an undeclared violation, or a declared hazard that did not
+happen); ``ERROR``: a harness error, the cell was not tested as it says (the fault did not
+fire or had nothing to act on, a heal failed...); ``-``: not run (filtered, sharded away).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from harness.report.junit import parse_properties
 
 __all__ = ["ScoreEntry", "entries_from_results", "entry_from_properties", "render_scorecard"]
 
-_SYMBOL = {Cell.PASS: "pass", Cell.HAZARD: "HAZARD", Cell.UNEXPECTED: "FAIL"}
+_SYMBOL = {
+    Cell.PASS: "pass",
+    Cell.HAZARD: "HAZARD",
+    Cell.UNEXPECTED: "FAIL",
+    Cell.ERROR: "ERROR",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,8 @@ class ScoreEntry:
     summary: str = ""
     reason: str = ""
     seed: int | None = None
+    #: The judged verdicts that were invalid.
+    violated: tuple[str, ...] = ()
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -59,35 +67,59 @@ def render_scorecard(entries: Iterable[ScoreEntry], *, seed: int | None = None) 
         strategies = sorted({(e.order[2], e.strategy) for e in mine}, key=lambda pair: pair)
         columns = list(dict.fromkeys(s for _, s in strategies))
         rows_keys = list(dict.fromkeys((e.fault, e.point) for e in mine))
-        cells = {(e.fault, e.point, e.strategy): e.cell for e in mine}
+        cells = {(e.fault, e.point, e.strategy): e for e in mine}
+        control = {e.strategy: e for e in mine if e.fault == CONTROL}
+        marked = False
         table = [["fault", "point", *columns]]
         for fault, point in rows_keys:
             row = [fault, point]
             for strategy in columns:
-                cell = cells.get((fault, point, strategy))
-                row.append("-" if cell is None else _SYMBOL[cell])
+                entry = cells.get((fault, point, strategy))
+                if entry is None:
+                    row.append("-")
+                    continue
+                symbol = _SYMBOL[entry.cell]
+                base = control.get(strategy)
+                if base is not None and entry is not base and _differs(entry, base):
+                    symbol += "*"
+                    marked = True
+                row.append(symbol)
             table.append(row)
         header = f"scenario {name}"
         if seed is not None:
             header += f" (seed {seed})"
         lines.append(header)
         lines.extend("  " + line for line in _table(table))
+        if marked:
+            lines.append(
+                f"  *: a different result from the control ({CONTROL}) of its strategy:"
+                " the fault, not the upgrade itself, changed the outcome"
+            )
         lines.append("")
     counts = {cell: sum(1 for e in items if e.cell is cell) for cell in Cell}
     lines.append(
         f"{len(items)} runs: {counts[Cell.PASS]} pass, {counts[Cell.HAZARD]} known hazard, "
         f"{counts[Cell.UNEXPECTED]} unexpected failure"
+        + (f", {counts[Cell.ERROR]} harness error (not tested)" if counts[Cell.ERROR] else "")
     )
     hazards = list(dict.fromkeys(e.reason for e in items if e.cell is Cell.HAZARD and e.reason))
     if hazards:
         lines.append("known hazards seen:")
         lines.extend(f"  - {reason}" for reason in hazards)
-    failures = [e for e in items if e.cell is Cell.UNEXPECTED]
+    failures = [e for e in items if e.cell.failed]
     if failures:
-        lines.append("unexpected failures:")
+        lines.append("unexpected failures and harness errors:")
         for e in failures:
             lines.append(f"  - {e.nodeid or e.fault}: {e.summary}")
     return lines
+
+
+#: The fault name of the control row (every other row is read against it).
+CONTROL = "no_fault"
+
+
+def _differs(entry: ScoreEntry, control: ScoreEntry) -> bool:
+    return (entry.cell, set(entry.violated)) != (control.cell, set(control.violated))
 
 
 def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | None:
@@ -112,6 +144,7 @@ def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | 
         summary=props.get("summary", ""),
         reason=props.get("reason", ""),
         seed=int(seed) if seed.isdigit() else None,
+        violated=tuple(v for v in props.get("violated", "").split(",") if v),
     )
 
 
@@ -133,6 +166,7 @@ def entries_from_results(document: Mapping[str, Any]) -> list[ScoreEntry]:
                 summary=str(judgement.get("summary", "")),
                 reason=" | ".join(judgement.get("reasons", ())),
                 seed=run.get("seed"),
+                violated=tuple(judgement.get("violated", ())),
             )
         )
     return entries

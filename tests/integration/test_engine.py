@@ -78,6 +78,7 @@ def _run(
     fix: str | None = None,
     recover_after: str | None = None,
     statement: str | None = None,
+    delay: float | None = None,
 ) -> tuple[RunOutcome, Observed]:
     seen: list[Observed] = []
     spec = RunSpec(
@@ -85,7 +86,7 @@ def _run(
         "v1",
         "v2",
         fault,
-        parse_point(point, statement=statement),
+        parse_point(point, statement=statement, delay=delay),
         StrategyName(strategy),
         fix=fix,
         recover_after=recover_after,
@@ -267,6 +268,9 @@ def test_fault_during_rollback_is_recorded(local_backend: LocalBackend) -> None:
         "during:recovery",
         "rollback",
         recover_after="migrate:0004",
+        # As the rollback starts: 0.3 s in (the default) may land after a rollback this
+        # short, and a fault that misses its step does not fire.
+        delay=0.05,
     )
     inject = [e for e in outcome.events if e.kind is EventKind.FAULT_INJECT]
     start = next(e for e in outcome.events if e.kind is EventKind.RECOVERY_START)
@@ -293,13 +297,20 @@ def test_bad_values_have_one_clear_error_each() -> None:
         DbCrash(duration=-1)
     with pytest.raises(SpecError, match="unknown moment 'amid'"):
         parse_point("amid:migrate:0003")
+    # kill_migration acts on the migration running during a step: at a before:/after:
+    # point it would find nothing to kill, so the run cannot even be built.
+    for point in ("before:migrate:0003", "after:migrate:0003"):
+        with pytest.raises(SpecError, match="can only fire at a during: point"):
+            RunSpec(
+                TARGET, "v1", "v2", KillMigration(), parse_point(point), StrategyName.ROLLBACK
+            ).plan()
     with pytest.raises(SpecError, match="needs a running migration"):
         RunSpec(
             TARGET,
             "v1",
             "v2",
             KillMigration(),
-            parse_point("before:rollout:0"),
+            parse_point("during:rollout:0"),
             StrategyName.ROLLBACK,
         ).plan()
 

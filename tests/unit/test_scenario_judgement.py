@@ -69,8 +69,15 @@ def test_only_judged_invariants_count_and_harness_errors_fail() -> None:
     judged = judge_verdicts(verdicts, [], judged=lambda name: name == "recovery")
     assert judged.cell is Cell.PASS
     broken = judge_verdicts(_v(recovery=V), [], harness_errors=["inject db_crash: OSError"])
-    assert broken.cell is Cell.UNEXPECTED
-    assert "harness error" in broken.summary
+    assert broken.cell is Cell.ERROR
+    assert broken.cell.failed
+    assert "harness error, not tested" in broken.summary
+    # A harness error wins over verdicts: the cell was not tested as it says.
+    declared = [_expect("conservation")]
+    both = judge_verdicts(
+        _v(recovery=V, conservation=X), declared, harness_errors=["plan: NotFired: ..."]
+    )
+    assert both.cell is Cell.ERROR
 
 
 def _outcome(**kwargs: object) -> RunOutcome:

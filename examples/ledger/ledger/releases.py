@@ -47,6 +47,9 @@ class Bug(StrEnum):
     LOSE_CENT = "lose_cent"
     #: Answer /healthz with 503 whatever the database says (a release that fails its check).
     UNHEALTHY = "unhealthy"
+    #: Once a database connection is lost (a crash, a restart), never connect again: every
+    #: request, the health check included, answers 503 from then on.
+    NO_RECONNECT = "no_reconnect"
 
 
 def parse_bug(value: str | None) -> Bug | None:

@@ -53,6 +53,8 @@ class Ledger:
         self._pool = pool
         self.release = release
         self.bug = bug
+        #: Deliberate bug ``no_reconnect``: set once a database connection was lost.
+        self._lost_database = False
         currency = f", COALESCE(currency, '{DEFAULT_CURRENCY}')"
         extra = currency if release.multi_currency else ""
         self._account_columns = "id, owner, balance_cents" + extra
@@ -64,8 +66,15 @@ class Ledger:
 
     @contextmanager
     def _connection(self, wait: float, limit: float) -> Iterator[_Conn]:
-        with self._pool.connection(timeout=wait) as conn, deadline(conn, limit):
-            yield conn
+        if self._lost_database:
+            raise Unavailable("deliberate bug: lost its database connection, never reconnects")
+        try:
+            with self._pool.connection(timeout=wait) as conn, deadline(conn, limit):
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout):
+            if self.bug is Bug.NO_RECONNECT:
+                self._lost_database = True
+            raise
 
     def _read(self, work: Callable[[_Conn], _T]) -> _T:
         try:

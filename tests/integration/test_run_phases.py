@@ -1,0 +1,209 @@
+"""A run lives its deployment the way production does, on real parts (the ledger, a real
+PostgreSQL, real processes): traffic through the balancer, drained rollouts, warm-up, bakes
+and a soak on the run's seed; faults keep their word; a cell that was not tested says so.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+from harness._loader import load_target
+from harness.backends.local import LocalBackend
+from harness.deploy.points import parse_point
+from harness.deploy.runner import RunSpec, run_chaos
+from harness.deploy.strategies import StrategyName
+from harness.expect import Cell, judge
+from harness.faults.base import NoFault
+from harness.faults.registry import default_registry
+from harness.report.outcome import EventKind, RunOutcome
+from harness.scenario import RunCase, load_scenario
+from harness.workload.history import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = load_target(str(ROOT / "examples/ledger/target.py"))
+
+
+def _run(
+    backend: LocalBackend,
+    fault: str,
+    point: str,
+    *,
+    dest: str = "v2.1",
+    strategy: str = "halt",
+    seed: int = 11,
+    history: Path | None = None,
+) -> RunOutcome:
+    print(f"run seed {seed}: {fault} at {point}, v1 -> {dest}, {strategy}")
+    spec = RunSpec(
+        TARGET,
+        "v1",
+        dest,
+        default_registry().parse(fault),
+        parse_point(point),
+        StrategyName(strategy),
+        fix="v2.1",
+        seed=seed,
+        health_grace=1.0,
+    )
+    return run_chaos(backend, spec, history_path=history)
+
+
+def _case(tmp_path: Path, body: str) -> RunCase:
+    path = tmp_path / "s.yaml"
+    target = ROOT / "examples/ledger/target.py"
+    path.write_text(f"scenario: t\ntarget: {target}\nseed: 3\n" + textwrap.dedent(body))
+    return load_scenario(path).runs()[0]
+
+
+def _judged(backend: LocalBackend, case: RunCase) -> tuple[Cell, RunOutcome]:
+    outcome = run_chaos(backend, case.run_spec(21))
+    return judge(case, outcome).cell, outcome
+
+
+def test_a_clean_rolling_deploy_has_no_client_errors(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    history_file = tmp_path / "history.jsonl"
+    outcome = _run(local_backend, "no_fault", "none", history=history_file)
+    assert outcome.detected is None
+    assert outcome.errors == ()
+    stats = outcome.history_stats
+    assert stats["errors"] == 0, stats
+    assert stats["operations"] > 100
+    # Every phase was served in full, in plan order, with each release in rotation.
+    names = [p["name"] for p in outcome.phases]
+    assert names == [
+        "warmup",
+        "bake:migrate:0003",
+        "bake:migrate:0004",
+        "bake:rollout:0",
+        "bake:rollout:1",
+        "bake:contract:0005",
+        "soak",
+    ]
+    assert all(p["complete"] for p in outcome.phases), outcome.phases
+    mixed = next(p for p in outcome.phases if p["name"] == "bake:rollout:0")
+    assert set(mixed["coverage"]) == {"v1", "v2.1"}, "the mixed-version window is exercised"
+    assert set(next(p for p in outcome.phases if p["name"] == "soak")["coverage"]) == {
+        "app0",
+        "app1",
+    }
+    # Both rollouts were drained first and admitted once healthy.
+    notes = [e.detail for e in outcome.events if e.kind is EventKind.BALANCER]
+    assert sum(n.startswith("drained") for n in notes) == 2, notes
+    assert sum(n.startswith("in rotation") for n in notes) == 2, notes
+    # Every operation says where it went, on which release, in which phase.
+    ops = read_jsonl(history_file).operations()
+    assert all(o.instance is not None and o.release and o.phase for o in ops)
+    served = Counter((o.phase, o.release) for o in ops)
+    assert served[("bake:rollout:0", "v1")] > 0 and served[("bake:rollout:0", "v2.1")] > 0
+    assert outcome.verdicts["end_state_serves"]["status"] == "valid"
+
+
+def test_a_declared_duration_holds_past_the_plan(local_backend: LocalBackend) -> None:
+    outcome = _run(local_backend, "latency(20, duration=2s)", "after:contract:0005")
+    assert outcome.errors == (), outcome.errors
+    (record,) = outcome.faults
+    assert record["healed_by"] == "duration elapsed"
+    assert 2.0 <= record["lasted_s"] < 3.0, record
+    assert record["acted_on"]["proxy"], record
+    last_step = max(e.t for e in outcome.events if e.kind is EventKind.STEP_END)
+    assert record["healed_t"] - last_step > 1.0, "it outlived the plan, as declared"
+
+
+def test_a_fault_with_nothing_to_act_on_is_a_harness_error(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    case = _case(
+        tmp_path,
+        """
+        upgrade: {from: v1, to: v2.1}
+        faults: ["terminate_backends(application_name=^no-such-app$)"]
+        points: [after:rollout:0]
+        strategies: [halt]
+        """,
+    )
+    cell, outcome = _judged(local_backend, case)
+    assert cell is Cell.ERROR
+    assert [e.kind for e in outcome.errors] == ["NothingToActOn"]
+    assert outcome.faults[0]["error"]
+
+
+def test_a_during_fault_whose_step_ends_first_does_not_fire(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    case = _case(
+        tmp_path,
+        """
+        upgrade: {from: v1, to: v2.1}
+        faults: ["db_crash"]
+        points: [{point: during:migrate:0003, delay: 30s}]
+        strategies: [halt]
+        """,
+    )
+    cell, outcome = _judged(local_backend, case)
+    assert cell is Cell.ERROR
+    (error,) = outcome.errors
+    assert error.kind == "NotFired" and "step ended before 30.00s" in error.message
+    assert not any(e.kind is EventKind.FAULT_INJECT for e in outcome.events)
+
+
+def test_a_fault_point_never_reached_is_a_harness_error(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    case = _case(
+        tmp_path,
+        """
+        upgrade: {from: v1, to: v2.1}
+        recover_after: migrate:0003
+        faults: ["kill_app(1)"]
+        points: [after:rollout:0]
+        strategies: [halt]
+        """,
+    )
+    cell, outcome = _judged(local_backend, case)
+    assert cell is Cell.ERROR
+    (error,) = outcome.errors
+    assert error.kind == "NotFired"
+    assert "stopped at migrate:0003" in error.message and "after:rollout:0" in error.message
+
+
+def test_an_armed_fault_that_never_fired_is_a_harness_error(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    case = _case(
+        tmp_path,
+        """
+        upgrade: {from: v1, to: v2.1}
+        faults: ["migration_fails_at(50)"]
+        points: [before:contract:0005]
+        strategies: [halt]
+        """,
+    )
+    cell, outcome = _judged(local_backend, case)
+    assert cell is Cell.ERROR
+    (error,) = outcome.errors
+    assert error.kind == "NoEffect" and "statement 50 never came" in error.message
+    assert outcome.faults[0]["missed"]
+
+
+def test_the_control_runs_once_per_strategy_and_injects_nothing(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"scenario: c\ntarget: {ROOT / 'examples/ledger/target.py'}\n"
+        "upgrade: {from: v1, to: v2.1}\n"
+        "faults: [no_fault, db_crash]\n"
+        "points: [after:rollout:0, before:contract:0005]\n"
+        "strategies: [rollback, halt]\n"
+    )
+    runs = load_scenario(path).runs()
+    assert [r.key for r in runs[:2]] == ["c[no_fault-none-rollback]", "c[no_fault-none-halt]"]
+    assert len(runs) == 2 + 2 * 2
+    cell, outcome = _judged(local_backend, runs[1])
+    assert isinstance(runs[1].fault, NoFault)
+    assert cell is Cell.PASS, outcome.verdicts
+    assert outcome.faults == [] and outcome.errors == ()
