@@ -23,7 +23,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,33 @@ def proc_stat(pid: int | str) -> list[str] | None:
     return stat[stat.rindex(")") + 2 :].split()
 
 
+def children_of(parents: Collection[int]) -> list[tuple[int, int]]:
+    """``(pid, start time)`` of the live children of ``parents``, from the kernel's child
+    lists (``/proc/<pid>/task/<tid>/children``) or, on a kernel without them, from a scan
+    of every ``/proc/<pid>/stat``. Only processes whose stat names one of ``parents`` as
+    their parent are returned (never a zombie)."""
+    if os.path.exists("/proc/thread-self/children"):
+        candidates = {pid for parent in parents for pid in _child_list(parent)}
+    else:
+        candidates = {entry for entry in os.listdir("/proc") if entry.isdigit()}
+    children = []
+    for pid in sorted(candidates, key=int):
+        fields = proc_stat(pid)
+        if fields is not None and int(fields[1]) in parents and fields[0] not in "ZX":
+            children.append((int(pid), int(fields[19])))
+    return children
+
+
+def _child_list(pid: int) -> list[str]:
+    """The kernel's list of the children of every thread of ``pid`` (empty when gone)."""
+    pids: list[str] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                pids += Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+    return pids
+
+
 def process_start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None when it does not exist."""
     fields = proc_stat(pid)
@@ -129,9 +156,27 @@ class ProcRecord:
         return _alive(self.pid, self.start_time)
 
     def kill_group(self) -> None:
-        """SIGKILL the whole process group, if its leader is still the process we started."""
+        """SIGKILL the whole process group, if its leader is still the process we started,
+        and every descendant of the leader that moved to a session of its own (PostgreSQL's
+        backends do): the leader is stopped first, so none can be forked or reaped meanwhile,
+        and only the leader's own descendants are found."""
         if not self.alive():
             return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGSTOP)
+        found: list[tuple[int, int]] = []
+        parents = {self.pid}
+        while parents:
+            level = [c for c in children_of(parents) if c not in found]
+            for pid, _ in level:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+            found += level
+            parents = {pid for pid, _ in level}
+        for pid, start in reversed(found):
+            if _alive(pid, start):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
 

@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-from harness._runstate import RunDir, claim_port, proc_stat, state_root
+from harness._runstate import RunDir, children_of, claim_port, proc_stat, state_root
 from harness._wait import wait_for
 from harness.errors import BackendError, ConfigError, PostgresNotFound, ServiceError
 
@@ -721,27 +721,5 @@ def _exited(state: str | None) -> bool:
 
 
 def _children_of(parents: Collection[int]) -> list[_ServerProcess]:
-    """The live children of ``parents``, from the kernel's child lists
-    (``/proc/<pid>/task/<tid>/children``) or, on a kernel without them, from a scan of
-    every ``/proc/<pid>/stat`` for the parent pid. Only processes whose stat names one of
-    ``parents`` as their parent are returned."""
-    if os.path.exists("/proc/thread-self/children"):
-        candidates = {pid for parent in parents for pid in _child_list(parent)}
-    else:
-        candidates = {entry for entry in os.listdir("/proc") if entry.isdigit()}
-    children = []
-    for pid in sorted(candidates, key=int):
-        fields = proc_stat(pid)
-        if fields is not None and int(fields[1]) in parents and not _exited(fields[0]):
-            children.append(_ServerProcess(int(pid), int(fields[19])))
-    return children
-
-
-def _child_list(pid: int) -> list[str]:
-    """The kernel's list of the children of every thread of ``pid`` (empty when gone)."""
-    pids: list[str] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                pids += Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-    return pids
+    """The live children of ``parents`` (see :func:`harness._runstate.children_of`)."""
+    return [_ServerProcess(pid, start) for pid, start in children_of(parents)]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness._runstate import process_start_time
+from harness._runstate import proc_stat, process_start_time
 from harness._wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +35,8 @@ _SESSION = textwrap.dedent(
             pids = [stack.database.pid] + [a.pid for a in stack.apps]
             backends = [int(r[0]) for r in stack.database.sql(
                 "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()")]
+            if {pause!r}:
+                stack.database.pause()  # every server process stopped: none exits by itself
             with open({pids_file!r} + ".tmp", "w") as f:
                 json.dump({{"pids": pids + backends, "run": str(backend.run.path)}}, f)
             os.replace({pids_file!r} + ".tmp", {pids_file!r})
@@ -78,13 +80,14 @@ def _await_pids(pids_file: Path, proc: subprocess.Popen[bytes]) -> dict[str, obj
 
 
 def _none_alive(pids: list[int]) -> bool:
-    return all(process_start_time(pid) is None for pid in pids)
+    """None of ``pids`` runs (an exited process not yet reaped by its parent counts)."""
+    return all((fields := proc_stat(pid)) is None or fields[0] in "ZX" for pid in pids)
 
 
 def test_ctrl_c_in_pytest_leaves_no_process(tmp_path: Path, state_dir: Path) -> None:
     pids_file = tmp_path / "pids.json"
     test_file = tmp_path / "test_hold.py"
-    test_file.write_text(_SESSION.format(root=str(ROOT), pids_file=str(pids_file)))
+    test_file.write_text(_SESSION.format(root=str(ROOT), pids_file=str(pids_file), pause=False))
     proc = _start(
         test_file,
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
@@ -106,10 +109,13 @@ def test_ctrl_c_in_pytest_leaves_no_process(tmp_path: Path, state_dir: Path) -> 
             proc.wait()
 
 
-def test_killed_session_is_reaped(tmp_path: Path, state_dir: Path) -> None:
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "database-paused"])
+def test_killed_session_is_reaped(tmp_path: Path, state_dir: Path, paused: bool) -> None:
+    """Reaping kills the server's backends too: each has a session of its own, and a
+    paused backend never notices that its postmaster is gone."""
     pids_file = tmp_path / "pids.json"
     script = tmp_path / "hold.py"
-    script.write_text(_SESSION.format(root=str(ROOT), pids_file=str(pids_file)))
+    script.write_text(_SESSION.format(root=str(ROOT), pids_file=str(pids_file), pause=paused))
     proc = _start(script, [sys.executable, str(script)], state_dir)
     info = _await_pids(pids_file, proc)
     pids = list(info["pids"])  # type: ignore[call-overload]
