@@ -1,8 +1,9 @@
 """Invariants checked after recovery: the built-in catalogue and what a Target declares.
 
 :func:`invariants_for` is what the runner checks for a target: the target's own
-``invariants``, plus ``schema_matches_release`` (needs no declaration) and, when the target
-has a workload, ``availability`` (no budget), unless the target declares them itself.
+``invariants``, plus ``schema_matches_release`` and ``end_state_serves`` (they need no
+declaration) and, when the target has a workload, ``availability`` (no budget) and
+``no_regression``, unless the target declares an invariant of the same name itself.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from harness.invariants.builtin import (
     SqlInvariant,
     Write,
 )
+from harness.invariants.serving import EndStateServes, NoRegression
 
 if TYPE_CHECKING:
     from harness.spec import Target
@@ -50,11 +52,13 @@ __all__ = [
     "CheckContext",
     "Conservation",
     "DurableAcknowledgedWrites",
+    "EndStateServes",
     "Flow",
     "IdempotentWrite",
     "Invariant",
     "MigrationProbe",
     "NoDuplicateEffects",
+    "NoRegression",
     "ReadBack",
     "ReadableByRunningRelease",
     "ReferentialIntegrity",
@@ -80,4 +84,8 @@ def invariants_for(target: Target) -> tuple[Invariant, ...]:
         chosen.append(SchemaMatchesRelease())
     if target.workload is not None and "availability" not in names:
         chosen.append(Availability())
+    if "end_state_serves" not in names:
+        chosen.append(EndStateServes())
+    if target.workload is not None and "no_regression" not in names:
+        chosen.append(NoRegression())
     return tuple(chosen)

@@ -16,6 +16,7 @@ with ``COPY``); ``info`` operations are never counted as lost and never as proof
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import Counter, defaultdict
@@ -28,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from harness.errors import SpecError, WorkloadRequestFailed
-from harness.invariants.base import EXAMPLES, CheckContext, Connection, Verdict
+from harness._wait import wait_for
+from harness.errors import SpecError, WaitTimeout, WorkloadRequestFailed
+from harness.invariants.base import EXAMPLES, AppEndpoint, CheckContext, Connection, Verdict
 from harness.workload.history import JsonValue, OpType, Scalar
 
 if TYPE_CHECKING:
@@ -121,20 +123,62 @@ class Write:
         _identifier(self.table, "write table")
 
 
+#: Nobody but the checker is connected to the database, and no prepared transaction waits:
+#: nothing can still commit a missing write, so the settle window ends at once.
+_QUIET = (
+    "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+    " AND backend_type = 'client backend' AND pid <> pg_backend_pid())"
+    " AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE database = current_database())"
+)
+
+
+def _settle_window(value: float, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 600:
+        raise SpecError(f"{what} settle_s {value!r}", expected="seconds in 0..600")
+
+
+def _count(entry: Mapping[str, JsonValue], key: str) -> int:
+    value = entry.get(key)
+    return int(value) if isinstance(value, int | float) else 0
+
+
+@dataclass(slots=True)
+class _Missing:
+    """The acknowledged keys of one write group absent at the first look, while settling."""
+
+    entry: dict[str, JsonValue]
+    table: sql.Identifier
+    column: sql.Identifier
+    keys: list[str]
+    looked_at: float
+    remaining: set[str] = field(default_factory=set)
+    appeared: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class DurableAcknowledgedWrites:
     """Every ``ok`` write is present; a write that only ever ``fail``-ed is absent.
 
     Per key (replays of a key count once): ``ok`` if any of its operations was acknowledged,
     else ``info`` if any ended unknown (present or absent, both fine), else ``fail``.
+
+    Settled: acknowledged keys absent at the first look are looked for again (only those,
+    one query per write group) for up to ``settle_s`` seconds. A key that appears meanwhile
+    is ``late`` (acknowledged before it was durable; evidence says how long after the first
+    look it appeared) and does not make the verdict invalid; one still absent is ``lost``
+    (invalid). The window ends early once every missing key appeared, or when no other
+    session is connected to the database (nothing can still commit one). Nothing missing at
+    the first look: no second look, no wait. ``settle_s`` 0: no second look.
     """
 
     writes: tuple[Write, ...]
     name: str = "durable_acknowledged_writes"
+    settle_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.writes:
             raise SpecError(f"{self.name}: declares no writes")
+        _settle_window(self.settle_s, self.name)
 
     def history_fields(self) -> dict[str, set[str]]:
         return _fields((w.op, (w.field,)) for w in self.writes)
@@ -144,27 +188,98 @@ class DurableAcknowledgedWrites:
         groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
         for write in self.writes:
             groups[(write.table, write.column, write.field)].append(write.op)
-        results: list[JsonValue] = []
-        lost = phantom = acknowledged = 0
-        unreadable = False
+        results: list[dict[str, JsonValue]] = []
+        missing: list[_Missing] = []
         for (target_table, column, value_field), ops in groups.items():
-            entry = self._group(ctx, table, target_table, column, value_field, ops)
+            entry, absent = self._group(ctx, table, target_table, column, value_field, ops)
             results.append(entry)
-            lost += int(entry.get("lost", 0) or 0)  # type: ignore[arg-type]
-            phantom += int(entry.get("failed_but_present", 0) or 0)  # type: ignore[arg-type]
-            acknowledged += int(entry.get("acknowledged", 0) or 0)  # type: ignore[arg-type]
+            if absent is not None:
+                missing.append(absent)
+        settle = self._settle(ctx, missing) if missing and self.settle_s > 0 else {}
+        lost = phantom = acknowledged = late = 0
+        late_examples: list[JsonValue] = []
+        unreadable = False
+        for item in missing:
+            still = [k for k in item.keys if k not in item.appeared]
+            came = sorted(item.appeared.items(), key=lambda kv: (kv[1], kv[0]))
+            item.entry.update(
+                lost=len(still),
+                lost_examples=still[:EXAMPLES],
+                late=len(came),
+                late_examples=[{"key": k, "after_s": round(s, 3)} for k, s in came[:EXAMPLES]],
+            )
+            for key, seconds in came[: max(0, EXAMPLES - len(late_examples))]:
+                late_examples.append(
+                    {"table": item.entry["table"], "key": key, "after_s": round(seconds, 3)}
+                )
+        for entry in results:
+            lost += _count(entry, "lost")
+            late += _count(entry, "late")
+            phantom += _count(entry, "failed_but_present")
+            acknowledged += _count(entry, "acknowledged")
             unreadable = unreadable or "error" in entry
         evidence: dict[str, JsonValue] = {
             "acknowledged": acknowledged,
             "lost": lost,
+            "late": late,
+            "late_examples": late_examples,
             "failed_but_present": phantom,
-            "writes": results,
+            "settle_s": self.settle_s,
+            **settle,
+            "writes": list[JsonValue](results),
         }
         if lost or phantom:
             return Verdict.invalid(**evidence)
         if unreadable or acknowledged == 0:
             return Verdict.unknown(**evidence)
         return Verdict.valid(**evidence)
+
+    def _settle(self, ctx: CheckContext, missing: list[_Missing]) -> dict[str, JsonValue]:
+        """Look for the missing keys again until they all appear, nobody else is connected,
+        or ``settle_s`` passes; record when each appeared."""
+        started = time.monotonic()
+        for item in missing:
+            item.remaining = set(item.keys)
+        ended = "window passed"
+
+        def look() -> bool:
+            nonlocal ended
+            quiet = bool(ctx.query(_QUIET)[0][0])  # asked first: a commit before it is seen
+            for item in missing:
+                if not item.remaining:
+                    continue
+                rows = ctx.query(
+                    sql.SQL(
+                        "SELECT DISTINCT {col}::text FROM {table} WHERE {col}::text = ANY(%s)"
+                    ).format(col=item.column, table=item.table),
+                    (sorted(item.remaining),),
+                )
+                now = time.monotonic()
+                for (key,) in rows:
+                    if key in item.remaining:
+                        item.remaining.discard(key)
+                        item.appeared[key] = now - item.looked_at
+            if not any(item.remaining for item in missing):
+                ended = "every missing write appeared"
+                return True
+            if quiet:
+                ended = "no other session is connected: nothing can still commit"
+                return True
+            return False
+
+        try:
+            wait_for(
+                look,
+                what="acknowledged writes missing at the first look",
+                timeout=self.settle_s,
+                interval=0.05,
+                max_interval=0.25,
+            )
+        except WaitTimeout:
+            pass
+        except psycopg.Error as exc:
+            ended = f"stopped looking: {_error(exc)}"
+        return {"settle_waited_s": round(time.monotonic() - started, 3), "settle_ended": ended}
 
     def _group(
         self,
@@ -174,7 +289,7 @@ class DurableAcknowledgedWrites:
         column: str,
         value_field: str,
         ops: list[str],
-    ) -> dict[str, JsonValue]:
+    ) -> tuple[dict[str, JsonValue], _Missing | None]:
         summary = ctx.key_summary(ops, value_field)
         entry: dict[str, JsonValue] = {
             "ops": list(ops),
@@ -203,11 +318,12 @@ class DurableAcknowledgedWrites:
             "  count(*) FILTER (WHERE NOT ok AND NOT info AND present),"
             "  count(*) FILTER (WHERE NOT ok AND info),"
             "  count(*) FILTER (WHERE NOT ok AND info AND present),"
-            "  (array_agg(key ORDER BY first) FILTER (WHERE ok AND NOT present))[1:%(n)s],"
+            "  array_agg(key ORDER BY first) FILTER (WHERE ok AND NOT present),"
             "  (array_agg(key ORDER BY first)"
             "     FILTER (WHERE NOT ok AND NOT info AND present))[1:%(n)s]"
             " FROM c"
         ).format(summary=summary, keys=keys)
+        looked_at = time.monotonic()
         try:
             row = ctx.query(query, {"n": EXAMPLES})[0]
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
@@ -226,18 +342,21 @@ class DurableAcknowledgedWrites:
                 lost=int(counts[0]),
                 lost_examples=list(counts[1] or []),
             )
-            return entry
+            return entry, None
+        absent = [str(k) for k in row[6] or []]
         entry.update(
             acknowledged=int(row[0]),
             lost=int(row[1]),
-            lost_examples=list(row[6] or []),
+            lost_examples=absent[:EXAMPLES],
             failed=int(row[2]),
             failed_but_present=int(row[3]),
             failed_present_examples=list(row[7] or []),
             unknown=int(row[4]),
             unknown_present=int(row[5]),
         )
-        return entry
+        if not absent:
+            return entry, None
+        return entry, _Missing(entry, table, col, absent, looked_at)
 
 
 # -- no_duplicate_effects ------------------------------------------------------------------
@@ -777,20 +896,78 @@ _UNAVAILABLE_ATTEMPTS = 3
 _UNAVAILABLE_PAUSE = 0.2
 
 
+@dataclass(slots=True)
+class _Read:
+    """One read-back of one entity through one instance, as judged by its last answer."""
+
+    spec: ReadBack
+    path: str
+    app: AppEndpoint
+    told: Mapping[str, Scalar]
+    #: ok, mismatch, unreadable, unreachable (no answer) or unavailable (503 after retries)
+    kind: str = "ok"
+    #: The mismatched fields or the error answer (evidence examples).
+    findings: list[dict[str, JsonValue]] = field(default_factory=list)
+    read_at: float = 0.0
+    #: Seconds after the first read that a re-read matched (a late read), else None.
+    late_after: float | None = None
+
+    def judge(self, answer: Answer | None) -> tuple[str, list[dict[str, JsonValue]]]:
+        if answer is None:
+            return "unreachable", []
+        if answer.status == _UNAVAILABLE:
+            return "unavailable", []  # "not now" (after retries): not a wrong read
+        where: dict[str, JsonValue] = {
+            "op": self.spec.op,
+            "path": self.path,
+            "instance": self.app.index,
+            "release": self.app.release,
+        }
+        if not 200 <= answer.status < 300:
+            return "unreadable", [{**where, "status": answer.status, "answer": answer.text[:300]}]
+        findings: list[dict[str, JsonValue]] = []
+        for name in self.spec.fields:
+            if name not in self.told:
+                continue
+            read = answer.body.get(name, self.spec.absent_means.get(name))
+            if read == self.told[name]:
+                continue
+            findings.append(
+                {
+                    **where,
+                    "field": name,
+                    "told": self.told[name],
+                    "read": read if name in answer.body else None,
+                    "absent": name not in answer.body,
+                }
+            )
+        return ("mismatch" if findings else "ok"), findings
+
+
 @dataclass(frozen=True, slots=True)
 class ReadableByRunningRelease:
     """Every acknowledged entity (a seeded sample of ``sample`` per read-back) reads back
-    through each running instance with the values the client was told."""
+    through each running instance with the values the client was told.
+
+    Settled: a read that mismatched or was answered with an error is read again (only
+    those, through the same instance) for up to ``settle_s`` seconds; one that matches on a
+    re-read is ``late`` (evidence says how long after the first read) and does not make the
+    verdict invalid; one that still mismatches or errs counts, as its last answer says (a
+    re-read that got no answer, or only 503s, keeps the earlier finding). ``settle_s`` 0: no
+    re-read.
+    """
 
     reads: tuple[ReadBack, ...]
     sample: int = 100
     name: str = "readable_by_running_release"
+    settle_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.reads:
             raise SpecError(f"{self.name}: declares no read-backs")
         if self.sample < 1:
             raise SpecError(f"{self.name}: sample {self.sample}", expected=">= 1")
+        _settle_window(self.settle_s, self.name)
 
     def check(self, ctx: CheckContext) -> Verdict:
         from harness.workload.client import HttpClient
@@ -801,26 +978,25 @@ class ReadableByRunningRelease:
             return Verdict.unknown(reason="no app instance is running")
         client = HttpClient(ctx.http_timeout)
         rng = random.Random(ctx.seed)
-        mismatches: Counter[str] = Counter()
-        by_instance: Counter[str] = Counter()
-        examples: list[JsonValue] = []
-        entities = reads = unreadable = unreachable = unavailable = 0
         gave_up: set[int] = set()
 
-        def fetch(item: tuple[str, Any]) -> Answer | None:
-            path, app = item
+        def fetch(read: _Read) -> tuple[Answer | None, float]:
+            app = read.app
+            answer: Answer | None = None
             for attempt in range(1, _UNAVAILABLE_ATTEMPTS + 1):
                 try:
-                    answer = client.get(app.base_url, path)
+                    answer = client.get(app.base_url, read.path)
                 except WorkloadRequestFailed:
-                    return None
+                    return None, time.monotonic()
                 if answer.status != _UNAVAILABLE or app.index in gave_up:
-                    return answer
+                    return answer, time.monotonic()
                 if attempt < _UNAVAILABLE_ATTEMPTS:
                     time.sleep(_UNAVAILABLE_PAUSE * attempt)
             gave_up.add(app.index)  # still "not now": no more waiting on this instance
-            return answer
+            return answer, time.monotonic()
 
+        entities = 0
+        every: list[_Read] = []
         for spec in self.reads:
             latest: dict[str, Mapping[str, Scalar]] = {}
             for op in ctx.operations():
@@ -833,73 +1009,97 @@ class ReadableByRunningRelease:
             paths = sorted(latest)
             chosen = rng.sample(paths, min(self.sample, len(paths)))
             entities += len(chosen)
-            asked = [(path, app) for path in chosen for app in apps]
+            every.extend(_Read(spec, path, app, latest[path]) for path in chosen for app in apps)
 
-            # Read-backs are independent: a few at a time (the evidence keeps their order).
-            with ThreadPoolExecutor(max_workers=_READ_BACK_THREADS) as pool:
-                answers = list(pool.map(fetch, asked))
-            for (path, app), answer in zip(asked, answers, strict=True):
-                told = latest[path]
-                reads += 1
-                if answer is None:
-                    unreachable += 1
-                    continue
-                if answer.status == _UNAVAILABLE:
-                    unavailable += 1  # "not now" (after retries): not a wrong read
-                    continue
-                where = f"{app.index}:{app.release}"
-                if not 200 <= answer.status < 300:
-                    unreadable += 1
-                    by_instance[where] += 1
-                    if len(examples) < EXAMPLES:
-                        examples.append(
-                            {
-                                "op": spec.op,
-                                "path": path,
-                                "instance": app.index,
-                                "release": app.release,
-                                "status": answer.status,
-                                "answer": answer.text[:300],
-                            }
-                        )
-                    continue
-                for name in spec.fields:
-                    if name not in told:
-                        continue
-                    read = answer.body.get(name, spec.absent_means.get(name))
-                    if read == told[name]:
-                        continue
-                    mismatches[name] += 1
-                    by_instance[where] += 1
-                    if len(examples) < EXAMPLES:
-                        examples.append(
-                            {
-                                "op": spec.op,
-                                "path": path,
-                                "instance": app.index,
-                                "release": app.release,
-                                "field": name,
-                                "told": told[name],
-                                "read": read if name in answer.body else None,
-                                "absent": name not in answer.body,
-                            }
-                        )
+        # Read-backs are independent: a few at a time (the evidence keeps their order).
+        with ThreadPoolExecutor(max_workers=_READ_BACK_THREADS) as pool:
+            for read, (answer, at) in zip(every, pool.map(fetch, every), strict=True):
+                read.kind, read.findings = read.judge(answer)
+                read.read_at = at
+            settle = self._settle(pool, fetch, every)
+
+        mismatches: Counter[str] = Counter()
+        by_instance: Counter[str] = Counter()
+        examples: list[JsonValue] = []
+        kinds = Counter(read.kind for read in every)
+        late: list[_Read] = []
+        for read in every:
+            if read.late_after is not None:
+                late.append(read)
+            if read.kind not in ("mismatch", "unreadable"):
+                continue
+            where = f"{read.app.index}:{read.app.release}"
+            for finding in read.findings:
+                if read.kind == "mismatch":
+                    mismatches[str(finding["field"])] += 1
+                by_instance[where] += 1
+                if len(examples) < EXAMPLES:
+                    examples.append(finding)
+        late.sort(key=lambda r: r.late_after or 0.0)
         evidence: dict[str, JsonValue] = {
             "entities": entities,
-            "reads": reads,
+            "reads": len(every),
             "mismatches": sum(mismatches.values()),
             "by_field": dict(mismatches),
-            "unreadable": unreadable,
-            "unreachable": unreachable,
-            "unavailable": unavailable,
+            "unreadable": kinds["unreadable"],
+            "unreachable": kinds["unreachable"],
+            "unavailable": kinds["unavailable"],
             "by_instance": dict(by_instance),
             "examples": examples,
+            "late": len(late),
+            "late_examples": [
+                {
+                    "op": r.spec.op,
+                    "path": r.path,
+                    "instance": r.app.index,
+                    "release": r.app.release,
+                    "after_s": round(r.late_after or 0.0, 3),
+                }
+                for r in late[:EXAMPLES]
+            ],
+            "settle_s": self.settle_s,
+            **settle,
         }
-        if mismatches or unreadable:
+        if mismatches or kinds["unreadable"]:
             return Verdict.invalid(**evidence)
-        if entities == 0 or reads == unreachable + unavailable:
+        if entities == 0 or len(every) == kinds["unreachable"] + kinds["unavailable"]:
             return Verdict.unknown(**evidence)
         return Verdict.valid(**evidence)
+
+    def _settle(
+        self,
+        pool: ThreadPoolExecutor,
+        fetch: Callable[[_Read], tuple[Answer | None, float]],
+        every: Sequence[_Read],
+    ) -> dict[str, JsonValue]:
+        """Re-read the mismatched and error-answered reads until each matches or
+        ``settle_s`` passes (a re-read without an answer keeps the earlier finding)."""
+        pending = [r for r in every if r.kind in ("mismatch", "unreadable")]
+        if not pending or self.settle_s <= 0:
+            return {}
+        started = time.monotonic()
+
+        def again() -> bool:
+            answers = list(pool.map(fetch, pending))
+            for read, (answer, at) in zip(list(pending), answers, strict=True):
+                kind, findings = read.judge(answer)
+                if kind == "ok":
+                    read.kind, read.findings = kind, []
+                    read.late_after = at - read.read_at
+                    pending.remove(read)
+                elif kind in ("mismatch", "unreadable"):
+                    read.kind, read.findings = kind, findings
+            return not pending
+
+        with contextlib.suppress(WaitTimeout):
+            wait_for(
+                again,
+                what="mismatched read-backs to match",
+                timeout=self.settle_s,
+                interval=0.1,
+                max_interval=0.5,
+            )
+        return {"settle_waited_s": round(time.monotonic() - started, 3)}
 
 
 # -- availability --------------------------------------------------------------------------

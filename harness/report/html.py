@@ -122,7 +122,7 @@ def _scorecard(runs: Sequence[ReportRun]) -> str:
 
 # -- the timeline chart ---------------------------------------------------------------------
 
-_LANES = ("plan", "fault", "detection", "recovery")
+_LANES = ("plan", "phases", "fault", "detection", "recovery")
 _W, _LEFT, _LANE_H, _CHART_H = 900, 80, 22, 70
 
 
@@ -192,14 +192,18 @@ def _timeline_svg(run: ReportRun) -> str:
     ):
         bar(0, t0, t1, name, "step failed" if failed else "step")
     for t0, t1, name, _ in _spans(
+        events, "phase_start", ("phase_end",), lambda e: str(e["subject"])
+    ):
+        bar(1, t0, t1, name, "phase")
+    for t0, t1, name, _ in _spans(
         events, "fault_inject", ("fault_heal", "fault_heal_failed"), lambda e: str(e["subject"])
     ):
-        bar(1, t0, t1, name, "fault")
+        bar(2, t0, t1, name, "fault")
     for event in events:
         if event["kind"] == "detection":
             t = float(event["t"])
             parts.append(
-                f'<path d="M{x(t):.1f},{10 + 2 * _LANE_H + 2} l6,8 l-6,8 l-6,-8 z" '
+                f'<path d="M{x(t):.1f},{10 + 3 * _LANE_H + 2} l6,8 l-6,8 l-6,-8 z" '
                 f'class="detect"><title>{_e(event["subject"])}: {_e(event["detail"])}</title>'
                 "</path>"
             )
@@ -209,7 +213,7 @@ def _timeline_svg(run: ReportRun) -> str:
         ("recovery_step_end", "recovery_step_failed"),
         lambda e: str(e["subject"]),
     ):
-        bar(3, t0, t1, name, "recovery failed" if failed else "recovery")
+        bar(4, t0, t1, name, "recovery failed" if failed else "recovery")
     axis_y = 10 + len(_LANES) * _LANE_H + 12
     for tick in range(int(duration) + 1):
         parts.append(f'<text x="{x(tick):.1f}" y="{axis_y}" class="tick">{tick}s</text>')
@@ -278,6 +282,19 @@ def _run_section(run: ReportRun) -> str:
         f"<li>{_e(e.get('phase'))} {_e(e.get('subject'))}: {_e(e.get('message'))}</li>"
         for e in outcome.get("errors", [])
     )
+    faults = "".join(
+        f"<li>{_e(f.get('where'))}: lasted {_e(f.get('lasted_s'))}s"
+        f" (declared {_e(f.get('declared_s'))}), healed by {_e(f.get('healed_by'))};"
+        f" acted on {_e(json.dumps(f.get('acted_on'), sort_keys=True))}"
+        + (f"; no effect: {_e(f.get('missed'))}" if f.get("missed") else "")
+        + "</li>"
+        for f in outcome.get("faults", [])
+    )
+    phases = ", ".join(
+        f"{_e(p.get('name'))} {_e(p.get('served'))}/{_e(p.get('scheduled'))}"
+        f" in {float(p.get('seconds') or 0):.2f}s" + ("" if p.get("complete") else " (short)")
+        for p in outcome.get("phases", [])
+    )
     return (
         f'<section class="run" id="{run.anchor}"><h3><span class="badge {css}">'
         f"{_e(run.cell)}</span> {_e(run.key)}</h3>"
@@ -289,7 +306,9 @@ def _run_section(run: ReportRun) -> str:
         f"<dt>end state</dt><dd>migrations {_e(end.get('migrations'))}; {_e(instances)}</dd>"
         f"<dt>duration</dt><dd>{float(outcome.get('duration_s') or 0):.1f}s "
         f"({float(outcome.get('fault_seconds') or 0):.1f}s inside the fault)</dd>"
-        "</dl>"
+        + (f"<dt>phases</dt><dd>{phases}</dd>" if phases else "")
+        + (f"<dt>fault</dt><dd><ul>{faults}</ul></dd>" if faults else "")
+        + "</dl>"
         + _timeline_svg(run)
         + _verdicts(run.verdicts)
         + (f"<h4>errors</h4><ul>{errors}</ul>" if errors else "")
@@ -310,6 +329,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px} dt{color:#6
 svg.timeline{max-width:1000px;border:1px solid #eee;background:#fcfcfc}
 svg .lane{font-size:11px;fill:#555} svg .lane.err{fill:#c33} svg .tick{font-size:10px;fill:#888}
 svg .grid{stroke:#eee} svg .setup{fill:#ddd} svg .step{fill:#8ab4e8} svg .step.failed{fill:#e06666}
+svg .phase{fill:#b6d7a8}
 svg .fault{fill:#f0a040} svg .recovery{fill:#7cc47c} svg .recovery.failed{fill:#e06666}
 svg .detect{fill:#c00} svg .barlabel{font-size:10px;fill:#123}
 svg .ops{fill:none;stroke:#2a6fbd;stroke-width:1.5} svg .errline{fill:none;stroke:#c33}

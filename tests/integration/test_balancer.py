@@ -95,7 +95,8 @@ def test_drain_waits_for_in_flight_requests_and_sends_nothing_new(
 ) -> None:
     with Balancer(endpoints, interval=0.05) as balancer:
         pick = balancer.pick()
-        assert pick is not None and pick.index == 0
+        assert pick is not None
+        assert pick.index == 0
         release = threading.Event()
         in_flight = threading.Event()
 
@@ -116,7 +117,8 @@ def test_drain_waits_for_in_flight_requests_and_sends_nothing_new(
         release.set()
         drainer.join(5)
         thread.join(5)
-        assert drained and drained[0][0] == 1
+        assert drained
+        assert drained[0][0] == 1
         # Still out of rotation until admitted, even though it answers its health check.
         assert balancer.state(0) is MemberState.DRAINING
         assert balancer.admit(0, 5.0)
@@ -143,7 +145,8 @@ def test_a_refused_connection_ejects_and_health_checks_readmit(
     with Balancer(endpoints, interval=0.05) as balancer:
         endpoints[0].stop()  # killed: nothing listens any more
         pick = balancer.pick()
-        assert pick is not None and pick.index == 0
+        assert pick is not None
+        assert pick.index == 0
         balancer.report_failure(pick, "ConnectionRefusedError")
         assert balancer.state(0) is MemberState.OUT
         assert {p.index for p in balancer.rotation()} == {1}

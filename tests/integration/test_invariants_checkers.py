@@ -9,6 +9,8 @@ present or absent at random: never counted as lost, never as proof of presence.
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -130,7 +132,8 @@ def test_durable_reports_exactly_the_injected_losses_and_phantoms(
         data.draw(st.sets(st.sampled_from(acknowledged)) if acknowledged else st.just(set()))
     )
     phantoms = set(data.draw(st.sets(st.sampled_from(failed)) if failed else st.just(set())))
-    invariant = DurableAcknowledgedWrites((Write("put", "items", "key", "key"),))
+    # No settle: the writes injected as lost never come (the settle has its own tests below).
+    invariant = DurableAcknowledgedWrites((Write("put", "items", "key", "key"),), settle_s=0.0)
 
     rows = sorted(present)
     with conn.cursor() as cur:
@@ -175,6 +178,82 @@ def test_durable_after_the_table_was_dropped_counts_every_acknowledged_write_los
     assert verdict.evidence["lost"] == 3
     [group] = verdict.evidence["writes"]  # type: ignore[misc]
     assert "UndefinedTable" in group["error"]  # type: ignore[index]
+
+
+def _settled(
+    url: str, invariant: DurableAcknowledgedWrites, history: History, late: str, delay: float
+) -> Verdict:
+    """Check with the history already loaded, ``late`` inserted ``delay`` s after the check
+    starts by a session connected all along (as an app's pooled connection is)."""
+    with psycopg.connect(url, autocommit=True) as app, open_check_context(url, history) as ctx:
+        ctx.session.want(invariant.history_fields())
+        ctx.history_table()
+        for write in invariant.writes:
+            ctx.key_summary([write.op], write.field)
+        insert = threading.Timer(delay, app.execute, ("INSERT INTO items VALUES (%s)", (late,)))
+        insert.start()
+        try:
+            return invariant.check(ctx)
+        finally:
+            insert.cancel()
+            insert.join()
+
+
+def test_durable_a_write_that_shows_up_late_is_late_and_one_that_never_does_is_lost(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    builder = Builder.new()
+    for key in ("k-there", "k-late", "k-never"):
+        builder.op("put", OpType.OK, {"key": key})
+    conn.execute("INSERT INTO items VALUES ('k-there')")
+    invariant = DurableAcknowledgedWrites((Write("put", "items", "key", "key"),), settle_s=1.5)
+    verdict = _settled(pg_url, invariant, builder.history(), "k-late", 0.3)
+    evidence = verdict.evidence
+    assert verdict.status is Status.INVALID, evidence
+    assert (evidence["acknowledged"], evidence["lost"], evidence["late"]) == (3, 1, 1)
+    [group] = evidence["writes"]  # type: ignore[misc]
+    assert group["lost_examples"] == ["k-never"]  # type: ignore[index]
+    [late] = evidence["late_examples"]  # type: ignore[misc]
+    assert (late["table"], late["key"]) == ("items", "k-late")  # type: ignore[index]
+    assert 0.25 <= late["after_s"] < 1.5  # type: ignore[index, operator]
+    assert evidence["settle_s"] == 1.5
+    assert evidence["settle_ended"] == "window passed"
+    assert evidence["settle_waited_s"] >= 1.4  # type: ignore[operator]
+
+
+def test_durable_late_writes_alone_are_valid_and_end_the_settle_when_all_appeared(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    builder = Builder.new()
+    builder.op("put", OpType.OK, {"key": "k-late"})
+    invariant = DurableAcknowledgedWrites((Write("put", "items", "key", "key"),), settle_s=5.0)
+    verdict = _settled(pg_url, invariant, builder.history(), "k-late", 0.3)
+    assert verdict.status is Status.VALID, verdict.evidence
+    assert (verdict.evidence["lost"], verdict.evidence["late"]) == (0, 1)
+    assert verdict.evidence["settle_ended"] == "every missing write appeared"
+    assert verdict.evidence["settle_waited_s"] < 3.0  # type: ignore[operator]
+
+
+def test_durable_does_not_wait_when_nothing_is_missing_or_nobody_could_still_write(
+    pg_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    builder = Builder.new()
+    builder.op("put", OpType.OK, {"key": "k-there"})
+    conn.execute("INSERT INTO items VALUES ('k-there')")
+    invariant = DurableAcknowledgedWrites((Write("put", "items", "key", "key"),), settle_s=30.0)
+    clean = _check(pg_url, invariant, builder.history())
+    assert clean.status is Status.VALID
+    assert "settle_waited_s" not in clean.evidence
+    builder.op("put", OpType.OK, {"key": "k-never"})
+    conn.close()  # the only other session: now nothing can still commit a missing write
+    started = time.monotonic()
+    verdict = _check(pg_url, invariant, builder.history())
+    assert time.monotonic() - started < 10.0
+    assert verdict.status is Status.INVALID
+    assert verdict.evidence["lost"] == 1
+    assert verdict.evidence["settle_ended"] == (
+        "no other session is connected: nothing can still commit"
+    )
 
 
 # -- no_duplicate_effects --------------------------------------------------------------------

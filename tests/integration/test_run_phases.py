@@ -98,7 +98,8 @@ def test_a_clean_rolling_deploy_has_no_client_errors(
     ops = read_jsonl(history_file).operations()
     assert all(o.instance is not None and o.release and o.phase for o in ops)
     served = Counter((o.phase, o.release) for o in ops)
-    assert served[("bake:rollout:0", "v1")] > 0 and served[("bake:rollout:0", "v2.1")] > 0
+    assert served[("bake:rollout:0", "v1")] > 0
+    assert served[("bake:rollout:0", "v2.1")] > 0
     assert outcome.verdicts["end_state_serves"]["status"] == "valid"
 
 
@@ -146,7 +147,8 @@ def test_a_during_fault_whose_step_ends_first_does_not_fire(
     cell, outcome = _judged(local_backend, case)
     assert cell is Cell.ERROR
     (error,) = outcome.errors
-    assert error.kind == "NotFired" and "step ended before 30.00s" in error.message
+    assert error.kind == "NotFired"
+    assert "step ended before 30.00s" in error.message
     assert not any(e.kind is EventKind.FAULT_INJECT for e in outcome.events)
 
 
@@ -167,7 +169,8 @@ def test_a_fault_point_never_reached_is_a_harness_error(
     assert cell is Cell.ERROR
     (error,) = outcome.errors
     assert error.kind == "NotFired"
-    assert "stopped at migrate:0003" in error.message and "after:rollout:0" in error.message
+    assert "stopped at migrate:0003" in error.message
+    assert "after:rollout:0" in error.message
 
 
 def test_an_armed_fault_that_never_fired_is_a_harness_error(
@@ -185,7 +188,8 @@ def test_an_armed_fault_that_never_fired_is_a_harness_error(
     cell, outcome = _judged(local_backend, case)
     assert cell is Cell.ERROR
     (error,) = outcome.errors
-    assert error.kind == "NoEffect" and "statement 50 never came" in error.message
+    assert error.kind == "NoEffect"
+    assert "statement 50 never came" in error.message
     assert outcome.faults[0]["missed"]
 
 
@@ -206,4 +210,5 @@ def test_the_control_runs_once_per_strategy_and_injects_nothing(
     cell, outcome = _judged(local_backend, runs[1])
     assert isinstance(runs[1].fault, NoFault)
     assert cell is Cell.PASS, outcome.verdicts
-    assert outcome.faults == [] and outcome.errors == ()
+    assert outcome.faults == []
+    assert outcome.errors == ()

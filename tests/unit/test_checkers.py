@@ -127,7 +127,10 @@ def test_recovery_verdict_names_the_failed_step() -> None:
 
 
 def test_invariants_for_adds_the_defaults_once() -> None:
-    assert [i.name for i in invariants_for(_target())] == ["schema_matches_release"]
+    assert [i.name for i in invariants_for(_target())] == [
+        "schema_matches_release",
+        "end_state_serves",
+    ]
 
     class Model:
         pass
@@ -136,9 +139,16 @@ def test_invariants_for_adds_the_defaults_once() -> None:
     assert [i.name for i in invariants_for(_target(workload=spec))] == [
         "schema_matches_release",
         "availability",
+        "end_state_serves",
+        "no_regression",
     ]
     own = _target(workload=spec, invariants=(Availability(max_error_rate=0.1),))
-    assert [i.name for i in invariants_for(own)] == ["availability", "schema_matches_release"]
+    assert [i.name for i in invariants_for(own)] == [
+        "availability",
+        "schema_matches_release",
+        "end_state_serves",
+        "no_regression",
+    ]
 
 
 def test_target_checks_its_invariants_and_workload() -> None:
@@ -162,6 +172,8 @@ def test_the_ledger_declares_its_workload_and_invariants() -> None:
         "readable_by_running_release",
         "books_balance",
         "availability",
+        "end_state_serves",
+        "no_regression",
     ]
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from harness.errors import SpecError
-from harness.workload.phases import Phases, PhaseResult, build_schedule
+from harness.workload.phases import PhaseResult, Phases, build_schedule
 
 GROUPS = {"v1": [(1, "v1")], "v2": [(0, "v2"), (2, "v2")]}
 OPS = ("open", "deposit", "read")
@@ -54,4 +54,5 @@ def test_a_phase_result_says_whether_it_is_complete() -> None:
     assert done.to_json()["seconds"] == 0.5
     short = PhaseResult("bake:x", 3, 1.0, 16.0, scheduled=6, served=4, timed_out=True)
     assert not short.complete
-    assert "4/6 served" in short.describe() and "timed out" in short.describe()
+    assert "4/6 served" in short.describe()
+    assert "timed out" in short.describe()
