@@ -842,6 +842,7 @@ def run_chaos(
             traffic.soak()
         finally:
             faults.heal_all("run ends")
+            traffic_ended = time.monotonic()
             if workload is not None:
                 outcome.history_stats, problems = stop_workload(workload)
                 errors.extend(RunError("workload", n, "WorkloadError", m) for n, m in problems)
@@ -868,6 +869,7 @@ def run_chaos(
                 faults=faults.windows(),
                 strategy=strategy.value if detection is not None else None,
                 detected_at=detection.step if detection is not None else None,
+                traffic_ended=traffic_ended,
             )
             outcome.verdicts = check_run(
                 stack,

@@ -142,6 +142,14 @@ class RunFacts:
     faults: tuple[FaultWindow, ...] = ()
     strategy: str | None = None
     detected_at: str | None = None
+    #: When the workload stopped (``time.monotonic()``): a settle window counts from here.
+    traffic_ended: float | None = None
+
+    def settle_left(self, window: float) -> float:
+        """What is left of a ``window`` (seconds) that started when the traffic stopped."""
+        if self.traffic_ended is None:
+            return window
+        return max(0.0, window - (time.monotonic() - self.traffic_ended))
 
 
 class _Session:

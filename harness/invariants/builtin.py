@@ -137,6 +137,13 @@ def _settle_window(value: float, what: str) -> None:
         raise SpecError(f"{what} settle_s {value!r}", expected="seconds in 0..600")
 
 
+def _window(ctx: CheckContext, settle_s: float) -> float:
+    """The settle window left: ``settle_s`` counts from when the run's traffic stopped (the
+    checks before took part of it); a little is always left for one more look."""
+    left = ctx.run.settle_left(settle_s) if ctx.run is not None else settle_s
+    return max(left, 0.01)
+
+
 def _count(entry: Mapping[str, JsonValue], key: str) -> int:
     value = entry.get(key)
     return int(value) if isinstance(value, int | float) else 0
@@ -163,9 +170,10 @@ class DurableAcknowledgedWrites:
     else ``info`` if any ended unknown (present or absent, both fine), else ``fail``.
 
     Settled: acknowledged keys absent at the first look are looked for again (only those,
-    one query per write group) for up to ``settle_s`` seconds. A key that appears meanwhile
-    is ``late`` (acknowledged before it was durable; evidence says how long after the first
-    look it appeared) and does not make the verdict invalid; one still absent is ``lost``
+    one query per write group) until ``settle_s`` seconds after the run's traffic stopped
+    (the checks before this one used part of it; one more look at least). A key that appears
+    meanwhile is ``late`` (acknowledged before it was durable; evidence says how long after
+    the first look it appeared) and does not make the verdict invalid; one still absent is ``lost``
     (invalid). The window ends early once every missing key appeared, or when no other
     session is connected to the database (nothing can still commit one). Nothing missing at
     the first look: no second look, no wait. ``settle_s`` 0: no second look.
@@ -173,7 +181,7 @@ class DurableAcknowledgedWrites:
 
     writes: tuple[Write, ...]
     name: str = "durable_acknowledged_writes"
-    settle_s: float = 2.0
+    settle_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.writes:
@@ -236,8 +244,10 @@ class DurableAcknowledgedWrites:
 
     def _settle(self, ctx: CheckContext, missing: list[_Missing]) -> dict[str, JsonValue]:
         """Look for the missing keys again until they all appear, nobody else is connected,
-        or ``settle_s`` passes; record when each appeared."""
+        or ``settle_s`` after the traffic stopped passes (at least one look); record when
+        each appeared."""
         started = time.monotonic()
+        window = _window(ctx, self.settle_s)
         for item in missing:
             item.remaining = set(item.keys)
         ended = "window passed"
@@ -271,7 +281,7 @@ class DurableAcknowledgedWrites:
             wait_for(
                 look,
                 what="acknowledged writes missing at the first look",
-                timeout=self.settle_s,
+                timeout=window,
                 interval=0.05,
                 max_interval=0.25,
             )
@@ -950,7 +960,8 @@ class ReadableByRunningRelease:
     through each running instance with the values the client was told.
 
     Settled: a read that mismatched or was answered with an error is read again (only
-    those, through the same instance) for up to ``settle_s`` seconds; one that matches on a
+    those, through the same instance) until ``settle_s`` seconds after the run's traffic
+    stopped (at least once); one that matches on a
     re-read is ``late`` (evidence says how long after the first read) and does not make the
     verdict invalid; one that still mismatches or errs counts, as its last answer says (a
     re-read that got no answer, or only 503s, keeps the earlier finding). ``settle_s`` 0: no
@@ -960,7 +971,7 @@ class ReadableByRunningRelease:
     reads: tuple[ReadBack, ...]
     sample: int = 100
     name: str = "readable_by_running_release"
-    settle_s: float = 2.0
+    settle_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.reads:
@@ -1016,7 +1027,7 @@ class ReadableByRunningRelease:
             for read, (answer, at) in zip(every, pool.map(fetch, every), strict=True):
                 read.kind, read.findings = read.judge(answer)
                 read.read_at = at
-            settle = self._settle(pool, fetch, every)
+            settle = self._settle(pool, fetch, every, _window(ctx, self.settle_s))
 
         mismatches: Counter[str] = Counter()
         by_instance: Counter[str] = Counter()
@@ -1071,9 +1082,10 @@ class ReadableByRunningRelease:
         pool: ThreadPoolExecutor,
         fetch: Callable[[_Read], tuple[Answer | None, float]],
         every: Sequence[_Read],
+        window: float,
     ) -> dict[str, JsonValue]:
-        """Re-read the mismatched and error-answered reads until each matches or
-        ``settle_s`` passes (a re-read without an answer keeps the earlier finding)."""
+        """Re-read the mismatched and error-answered reads until each matches or ``window``
+        passes, at least once (a re-read without an answer keeps the earlier finding)."""
         pending = [r for r in every if r.kind in ("mismatch", "unreadable")]
         if not pending or self.settle_s <= 0:
             return {}
@@ -1095,7 +1107,7 @@ class ReadableByRunningRelease:
             wait_for(
                 again,
                 what="mismatched read-backs to match",
-                timeout=self.settle_s,
+                timeout=window,
                 interval=0.1,
                 max_interval=0.5,
             )
