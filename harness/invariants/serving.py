@@ -15,6 +15,13 @@ How an operation counts: ``ok`` is served; a business rejection (``fail`` of kin
 ``rejected``) is a served answer, neither ok nor an error; ``is_error`` (unknown outcome,
 or failed for another reason) is an error; an operation cut off by the harness at the stop
 (``stopped``) is nothing.
+
+Both judge a phase by its schedule's entries, not by single requests: a phase sends an entry
+whose answer was an error once more (as a client retries), so an entry counts as served
+when any attempt was, and as an error only when its retry erred too (a transient error, a
+stale pooled connection after a fault, is told from one that stays). When the history
+carries schedule entries, the free traffic recorded under a phase's label does not count;
+a history without entries (written by hand) counts every operation as its own entry.
 """
 
 from __future__ import annotations
@@ -34,6 +41,30 @@ WARMUP = "warmup"
 _BAKE = "bake:"
 #: How many unjudged (release, operation) pairs the evidence lists at most.
 _LISTED = 4 * EXAMPLES
+
+
+def _entries(operations: Sequence[Operation]) -> list[tuple[Operation, int]]:
+    """Each phase entry as its deciding operation, with how many of its attempts erred
+    before it: an ``ok`` attempt if any, else its last attempt. Free traffic (no entry) is
+    left out when the history has entries at all."""
+    scheduled = any(op.entry is not None for op in operations)
+    groups: dict[tuple[str | None, int], list[Operation]] = defaultdict(list)
+    for op in operations:
+        if op.entry is None:
+            if scheduled:
+                continue
+            groups[(None, op.index)].append(op)
+        else:
+            groups[(op.phase, op.entry)].append(op)
+    decided: list[tuple[Operation, int]] = []
+    for attempts in groups.values():
+        attempts.sort(key=lambda o: o.index)
+        ok = [o for o in attempts if o.type is OpType.OK]
+        final = ok[0] if ok else attempts[-1]
+        errors = sum(1 for o in attempts if o.is_error and o is not final)
+        decided.append((final, errors))
+    decided.sort(key=lambda pair: pair[0].index)
+    return decided
 
 
 def _error_text(op: Operation) -> str:
@@ -91,10 +122,12 @@ class EndStateServes:
         )
         workload = bool(operations) or (ctx.target is not None and ctx.target.workload is not None)
         soak: dict[int, list[Operation]] = defaultdict(list)
-        for op in operations:
-            stopped_op = op.error_kind is ErrorKind.STOPPED
-            if op.phase == SOAK and op.instance is not None and not stopped_op:
+        retried: dict[int, int] = defaultdict(int)
+        for op, erred in _entries([o for o in operations if o.phase == SOAK]):
+            if op.instance is not None and op.error_kind is not ErrorKind.STOPPED:
                 soak[op.instance].append(op)
+                if erred and not op.is_error:
+                    retried[op.instance] += 1
         instances: list[JsonValue] = []
         serving: list[JsonValue] = []
         failing: list[JsonValue] = []
@@ -142,6 +175,7 @@ class EndStateServes:
                     "operations": len(ops),
                     "ok": sum(op.type is OpType.OK for op in ops),
                     "errors": len(errors),
+                    "served_on_retry": retried[state.index],
                     "by_op": {f: dict(c) for f, c in sorted(by_op.items())},
                 },
                 error_examples=_error_examples(errors),
@@ -279,8 +313,9 @@ class NoRegression:
         position = {w: i for i, w in enumerate(windows)}
         tallies: dict[tuple[str, str], dict[str, _Tally]] = defaultdict(dict)
         under_fault = unattributed = 0
-        for op in operations:
-            if op.phase not in position or not op.reached:
+        in_windows = [o for o in operations if o.phase in position]
+        for op, _erred in _entries(in_windows):
+            if not op.reached:
                 continue
             if op.release is None:
                 unattributed += 1
@@ -288,7 +323,7 @@ class NoRegression:
             if _covered(op, run.faults):
                 under_fault += 1
                 continue
-            tallies[(op.release, op.f)].setdefault(op.phase, _Tally()).add(op)
+            tallies[(op.release, op.f)].setdefault(str(op.phase), _Tally()).add(op)
 
         def judged(pair: tuple[str, str]) -> list[tuple[str, _Tally]]:
             by_window = tallies.get(pair, {})

@@ -179,9 +179,27 @@ def _answer(status: int, raw: bytes) -> Answer:
     return Answer(status, body if isinstance(body, dict) else {}, text[:2000])
 
 
+def _is_error(completion: Completion) -> bool:
+    """An error answer (unknown, or failed for another reason than a business rule)."""
+    if completion.type is OpType.OK:
+        return False
+    if completion.type is OpType.INFO:
+        return True
+    return completion.error_kind is not None and completion.error_kind.is_error
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or "no message"
     return f"{type(exc).__name__}: {text}"
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A scheduled entry in a phase's queue: how often it was tried, how often it erred."""
+
+    item: ScheduleItem
+    attempts: int = 0
+    errors: int = 0
 
 
 class _PhaseRun:
@@ -189,9 +207,7 @@ class _PhaseRun:
 
     def __init__(self, result: PhaseResult, items: Sequence[ScheduleItem], deadline: float):
         self.result = result
-        self.queue: collections.deque[tuple[ScheduleItem, int]] = collections.deque(
-            (item, 0) for item in items
-        )
+        self.queue: collections.deque[_Entry] = collections.deque(_Entry(i) for i in items)
         self.deadline = deadline
         self.pending = len(items)
         self.lock = threading.Condition()
@@ -199,14 +215,14 @@ class _PhaseRun:
         if not items:
             self.done.set()
 
-    def take(self) -> tuple[ScheduleItem, int] | None:
+    def take(self) -> _Entry | None:
         """The next entry to send (None: nothing left to take now)."""
         with self.lock:
             return self.queue.popleft() if self.queue else None
 
-    def requeue(self, item: ScheduleItem, attempts: int) -> None:
+    def requeue(self, entry: _Entry) -> None:
         with self.lock:
-            self.queue.append((item, attempts))
+            self.queue.append(entry)
             self.lock.notify_all()
 
     def served(self, item: ScheduleItem) -> None:
@@ -236,6 +252,9 @@ class _PhaseRun:
 #: Attempts at a scheduled entry that the model cannot issue yet, or that found no
 #: instance of its release in rotation, before it is dropped.
 _PHASE_ATTEMPTS = 8
+#: An entry whose answer was an error is sent once more (as a client retries): a
+#: transient error (a stale pooled connection after a fault) is told from one that stays.
+_ERROR_RETRIES = 1
 
 
 class ClientWorkload:
@@ -406,7 +425,7 @@ class ClientWorkload:
                 call = self._next_call(draw)
                 if call is None:
                     continue
-                if not self._send(call, draw, state, slot, None):
+                if self._send(call, draw, state, slot, None) is None:
                     return
         except Exception:
             with self._crash_lock:
@@ -420,7 +439,7 @@ class ClientWorkload:
             # the runner is about to end it. Wait for either (no busy loop).
             run.wait_progress(0.05)
             return not self._stop.is_set()
-        item, attempts = taken
+        item = taken.item
         if time.monotonic() > run.deadline:
             run.drop(item, "the phase timed out")
             return True
@@ -428,33 +447,45 @@ class ClientWorkload:
         draw = Draw(random.Random(item.seed), fake, state.number, state.process)
         call = self._model.call(item.f, draw)
         if call is None:
-            self._retry(run, item, attempts, "the model could not issue it yet")
+            self._retry(run, taken, "the model could not issue it yet")
             return True
         pick = self._balancer.pick(item.instance, item.release) if self._balancer else None
         if pick is None:
-            self._retry(run, item, attempts, f"no instance of {item.group} in rotation")
+            self._retry(run, taken, f"no instance of {item.group} in rotation")
             return True
-        outcome = self._send(call, draw, state, slot, pick)
-        if outcome is None:
+        completion = self._send(call, draw, state, slot, pick, entry=item.number)
+        if completion is None:
             return False
-        if outcome:
-            run.served(item)
+        if completion.error_kind is ErrorKind.UNREACHED:
+            self._retry(run, taken, f"instance {pick.index} could not be reached")
+        elif _is_error(completion) and taken.errors < _ERROR_RETRIES:
+            taken.errors += 1
+            run.requeue(taken)
         else:
-            self._retry(run, item, attempts, f"instance {pick.index} could not be reached")
+            run.served(item)
         return True
 
-    def _retry(self, run: _PhaseRun, item: ScheduleItem, attempts: int, reason: str) -> None:
-        if attempts + 1 >= _PHASE_ATTEMPTS:
-            run.drop(item, reason)
+    def _retry(self, run: _PhaseRun, entry: _Entry, reason: str) -> None:
+        entry.attempts += 1
+        if entry.attempts >= _PHASE_ATTEMPTS:
+            run.drop(entry.item, reason)
             return
-        run.requeue(item, attempts + 1)
-        run.wait_progress(0.02 * (attempts + 1))
+        run.requeue(entry)
+        run.wait_progress(0.02 * entry.attempts)
 
     def _send(
-        self, call: Call, draw: Draw, state: _ClientState, slot: _Slot, pick: Pick | None
-    ) -> bool | None:
-        """Send one call (to ``pick``, else the balancer's choice) and record it: whether
-        it reached the instance; None when the history closed (the workload stops)."""
+        self,
+        call: Call,
+        draw: Draw,
+        state: _ClientState,
+        slot: _Slot,
+        pick: Pick | None,
+        *,
+        entry: int | None = None,
+    ) -> Completion | None:
+        """Send one call (to ``pick``, else the balancer's choice) and record it (with the
+        phase's schedule ``entry`` it serves): its completion; None when the history
+        closed (the workload stops)."""
         balancer = self._balancer
         if pick is None and balancer is not None:
             pick = balancer.pick()
@@ -466,6 +497,7 @@ class ClientWorkload:
                 instance=None if pick is None else pick.index,
                 release=None if pick is None else pick.release,
                 phase=self._label,
+                entry=entry,
             )
         except ValueError:
             return None  # closed: the workload is stopping
@@ -491,7 +523,7 @@ class ClientWorkload:
         self._model.completed(call, completion, draw)
         if completion.type is OpType.INFO:
             state.process += self.spec.clients  # Jepsen: a crashed process is replaced
-        return completion.error_kind is not ErrorKind.UNREACHED
+        return completion
 
     def _next_call(self, draw: Draw) -> Call | None:
         for f in self._mix.order(draw.rng):

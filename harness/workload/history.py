@@ -103,6 +103,8 @@ class Op:
     instance: int | None = None
     release: str | None = None
     phase: str | None = None
+    #: The phase schedule's entry this operation serves (None: free traffic).
+    entry: int | None = None
 
     def to_json(self) -> dict[str, JsonValue]:
         data: dict[str, JsonValue] = {
@@ -123,6 +125,8 @@ class Op:
             data["release"] = self.release
         if self.phase is not None:
             data["phase"] = self.phase
+        if self.entry is not None:
+            data["entry"] = self.entry
         return data
 
     @classmethod
@@ -140,6 +144,7 @@ class Op:
         instance = data.get("instance")
         release = data.get("release")
         phase = data.get("phase")
+        entry = data.get("entry")
         return cls(
             index=int(str(data["index"])),
             process=int(str(data["process"])),
@@ -152,6 +157,7 @@ class Op:
             instance=None if instance is None else int(str(instance)),
             release=None if release is None else str(release),
             phase=None if phase is None else str(phase),
+            entry=None if entry is None else int(str(entry)),
         )
 
 
@@ -176,6 +182,7 @@ class Operation:
     instance: int | None = None
     release: str | None = None
     phase: str | None = None
+    entry: int | None = None
 
     @property
     def reached(self) -> bool:
@@ -228,9 +235,11 @@ class History:
         instance: int | None = None,
         release: str | None = None,
         phase: str | None = None,
+        entry: int | None = None,
     ) -> Op:
         """Record that ``process`` is about to issue ``f`` (to ``instance``, running
-        ``release``, in ``phase``); one pending op per process."""
+        ``release``, in ``phase``, for its schedule's ``entry``); one pending op per
+        process."""
         with self._lock:
             if self._closed:
                 raise ValueError("the history is closed")
@@ -246,6 +255,7 @@ class History:
                 instance=instance,
                 release=release,
                 phase=phase,
+                entry=entry,
             )
             self._ops.append(op)
             self._pending[process] = op
@@ -392,6 +402,7 @@ def pair_operations(ops: Iterable[Op]) -> list[Operation]:
                     invoke.instance,
                     invoke.release,
                     invoke.phase,
+                    invoke.entry,
                 )
             )
             continue
@@ -410,6 +421,7 @@ def pair_operations(ops: Iterable[Op]) -> list[Operation]:
                 invoke.instance,
                 invoke.release,
                 invoke.phase,
+                invoke.entry,
             )
         )
     paired.sort(key=lambda o: o.index)

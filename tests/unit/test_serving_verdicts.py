@@ -48,6 +48,7 @@ class Ops:
         error_kind: ErrorKind | None = None,
         error: str | None = None,
         n: int = 1,
+        entry: int | None = None,
     ) -> list[int]:
         indexes = []
         for _ in range(n):
@@ -56,7 +57,20 @@ class Ops:
             if kind is OpType.INFO and error_kind is None:
                 error_kind = ErrorKind.INDETERMINATE
             self.ops.append(
-                Op(index, index, OpType.INVOKE, f, {}, t, None, None, instance, release, phase)
+                Op(
+                    index,
+                    index,
+                    OpType.INVOKE,
+                    f,
+                    {},
+                    t,
+                    None,
+                    None,
+                    instance,
+                    release,
+                    phase,
+                    entry,
+                )
             )
             self.ops.append(Op(index + 1, index, kind, f, {}, t + 1.0, error, error_kind))
             indexes.append(index)
@@ -414,3 +428,104 @@ def test_invariants_for_adds_end_state_serves_always_and_no_regression_with_a_wo
     by_name = {i.name: i for i in invariants_for(own)}
     assert isinstance(by_name["no_regression"], Availability)
     assert isinstance(by_name["end_state_serves"], Availability)
+
+
+# -- schedule entries: an error that its retry served is not a failure ----------------------
+
+
+def test_an_error_served_on_its_retry_still_serves() -> None:
+    """A stale pooled connection after a fault: the entry's first attempt errs, its retry is
+    served. Free traffic under the phase's label does not count when entries exist."""
+    ops = Ops()
+    ops.add(
+        "deposit",
+        OpType.FAIL,
+        release="v1",
+        phase="soak",
+        entry=0,
+        error_kind=ErrorKind.UNAVAILABLE,
+        error="503 AdminShutdown",
+    )
+    ops.add("deposit", OpType.OK, release="v1", phase="soak", entry=0)
+    ops.add("read", OpType.OK, release="v1", phase="soak", entry=1)
+    ops.error("read", "v1", "soak", n=2)  # free traffic (no entry): not the soak's schedule
+    verdict = _check(EndStateServes(), ops, end_state=_end(_instance(0)))
+    assert verdict.status is Status.VALID, verdict.evidence
+    soak = _by_index(verdict)[0]["soak"]
+    assert (soak["operations"], soak["errors"], soak["served_on_retry"]) == (2, 0, 1)
+
+
+def test_an_entry_whose_retry_errs_too_does_not_serve() -> None:
+    ops = Ops()
+    for _ in range(2):
+        ops.add(
+            "deposit",
+            OpType.FAIL,
+            release="v2",
+            phase="soak",
+            entry=0,
+            error_kind=ErrorKind.UNAVAILABLE,
+            error="503 never reconnects",
+        )
+    ops.add("read", OpType.OK, release="v2", phase="soak", entry=1)
+    verdict = _check(EndStateServes(), ops, end_state=_end(_instance(0, release="v2")))
+    assert verdict.status is Status.INVALID
+    assert _by_index(verdict)[0]["problems"] == ["1 of its 2 soak operations ended in an error"]
+
+
+def test_a_transient_error_among_rejections_is_not_a_regression() -> None:
+    """Two transfers refused by a business rule and one that erred once, then was served:
+    the operation is not broken."""
+    ops = Ops()
+    ops.add("transfer", OpType.OK, release="v1", phase="warmup", entry=0)
+    ops.add("transfer", OpType.OK, release="v1", phase="warmup", entry=1)
+    for entry in (0, 1):
+        ops.add(
+            "transfer",
+            OpType.FAIL,
+            release="v1",
+            phase="bake:migrate:0004",
+            entry=entry,
+            error_kind=ErrorKind.REJECTED,
+            error="409 insufficient funds",
+        )
+    ops.add(
+        "transfer",
+        OpType.FAIL,
+        release="v1",
+        phase="bake:migrate:0004",
+        entry=2,
+        error_kind=ErrorKind.UNAVAILABLE,
+        error="503 AdminShutdown",
+    )
+    ops.add(
+        "transfer",
+        OpType.FAIL,
+        release="v1",
+        phase="bake:migrate:0004",
+        entry=2,
+        error_kind=ErrorKind.REJECTED,
+        error="409 insufficient funds",
+    )
+    verdict = _check(NoRegression(), ops, run=_facts())
+    assert _violations(verdict) == []
+    # The same three entries failing on their retries too would be a regression.
+    broken = Ops()
+    broken.add("transfer", OpType.OK, release="v1", phase="warmup", entry=0)
+    for entry in (0, 1):
+        for _ in range(2):
+            broken.add(
+                "transfer",
+                OpType.FAIL,
+                release="v1",
+                phase="bake:migrate:0004",
+                entry=entry,
+                error_kind=ErrorKind.UNAVAILABLE,
+                error=NOT_NULL,
+            )
+    (violation,) = _violations(_check(NoRegression(), broken, run=_facts()))
+    assert (violation["step"], violation["op"], violation["release"]) == (
+        "migrate:0004",
+        "transfer",
+        "v1",
+    )
