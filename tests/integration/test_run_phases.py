@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from harness._loader import load_target
@@ -212,3 +213,65 @@ def test_the_control_runs_once_per_strategy_and_injects_nothing(
     assert cell is Cell.PASS, outcome.verdicts
     assert outcome.faults == []
     assert outcome.errors == ()
+
+
+def test_a_release_that_never_reconnects_after_a_crash_fails_the_end_state(
+    local_backend: LocalBackend,
+) -> None:
+    """v2 -> v2-no-reconnect (v2 with a bug: once a database connection is lost, it never
+    connects again); the database crashes for 0.5 s after the plan. Nothing is detected
+    (the plan is done, there is no error budget), so only the end state can tell."""
+    print("run seed 5: db_crash(0.5s) after verify, v2 -> v2-no-reconnect, halt")
+    spec = RunSpec(
+        TARGET,
+        "v2",
+        "v2-no-reconnect",
+        default_registry().parse("db_crash(duration=0.5s)"),
+        parse_point("after:verify"),
+        StrategyName.HALT,
+        seed=5,
+        health_grace=1.0,
+    )
+    outcome = run_chaos(local_backend, spec)
+    assert outcome.errors == (), outcome.errors
+    verdict = outcome.verdicts["end_state_serves"]
+    assert verdict["status"] == "invalid", verdict
+    evidence = verdict["evidence"]
+    assert evidence["not_serving"] == [0, 1]
+    for instance in evidence["instances"]:
+        assert instance["status"] == "does not serve"
+        assert "not healthy" in instance["problems"]
+        assert any("never reconnects" in answer for answer in instance["health"]), instance
+    # The same run on v2 itself (which reconnects) serves.
+    healthy = run_chaos(local_backend, replace(spec, dest="v2"))
+    assert healthy.verdicts["end_state_serves"]["status"] == "valid", healthy.verdicts
+
+
+def test_not_null_added_under_old_writers_is_a_regression(local_backend: LocalBackend) -> None:
+    """v2.1 with its 0005 (NOT NULL) run before the rollout instead of as a contract: v1
+    instances still serve and can no longer write."""
+    eager = replace(TARGET.release("v2.1"), name="v2.1-eager", contract_migrations=())
+    target = replace(TARGET, name="ledger-eager", releases=(TARGET.release("v1"), eager))
+    print("run seed 9: no_fault, v1 -> v2.1-eager (0005 before the rollout), halt")
+    spec = RunSpec(
+        target,
+        "v1",
+        "v2.1-eager",
+        NoFault(),
+        parse_point("none"),
+        StrategyName.HALT,
+        seed=9,
+        health_grace=1.0,
+    )
+    outcome = run_chaos(local_backend, spec)
+    assert outcome.plan[:3] == ("migrate:0003", "migrate:0004", "migrate:0005")
+    verdict = outcome.verdicts["no_regression"]
+    assert verdict["status"] == "invalid", verdict
+    found = {(v["step"], v["release"], v["op"]) for v in verdict["evidence"]["violations"]}
+    assert ("migrate:0005", "v1", "open_account") in found, found
+    assert {op for step, release, op in found if step == "migrate:0005"} >= {
+        "open_account",
+        "deposit",
+    }
+    example = verdict["evidence"]["violations"][0]["examples"][0]["error"]
+    assert "null value" in example or "not-null" in example, example
