@@ -562,7 +562,7 @@ def _run_step(
             ctx.overridden.append(app.index)
         deploy(app, _step_release(ctx, plan))
     else:
-        expected = list(plan.dest.expand_migrations)
+        expected = plan.verified_migrations
         applied = stack.applied_migrations()
         if applied != expected:
             raise ServiceError(stack.name, "verify", f"migrations {applied}, expected {expected}")

@@ -219,15 +219,16 @@ def test_a_release_that_never_reconnects_after_a_crash_fails_the_end_state(
     local_backend: LocalBackend,
 ) -> None:
     """v2 -> v2-no-reconnect (v2 with a bug: once a database connection is lost, it never
-    connects again); the database crashes for 0.5 s after the plan. Nothing is detected
-    (the plan is done, there is no error budget), so only the end state can tell."""
-    print("run seed 5: db_crash(0.5s) after verify, v2 -> v2-no-reconnect, halt")
+    connects again); the database crashes for 0.5 s once both instances run it. Detection
+    halts; the crash heals; only the end state after the soak tells that the app never came
+    back."""
+    print("run seed 5: db_crash(0.5s) after rollout:1, v2 -> v2-no-reconnect, halt")
     spec = RunSpec(
         TARGET,
         "v2",
         "v2-no-reconnect",
         default_registry().parse("db_crash(duration=0.5s)"),
-        parse_point("after:verify"),
+        parse_point("after:rollout:1"),
         StrategyName.HALT,
         seed=5,
         health_grace=1.0,
@@ -244,6 +245,7 @@ def test_a_release_that_never_reconnects_after_a_crash_fails_the_end_state(
         assert any("never reconnects" in answer for answer in instance["health"]), instance
     # The same run on v2 itself (which reconnects) serves.
     healthy = run_chaos(local_backend, replace(spec, dest="v2"))
+    assert healthy.errors == (), healthy.errors
     assert healthy.verdicts["end_state_serves"]["status"] == "valid", healthy.verdicts
 
 

@@ -529,3 +529,18 @@ def test_a_transient_error_among_rejections_is_not_a_regression() -> None:
         "transfer",
         "v1",
     )
+
+
+def test_an_operation_broken_for_new_requests_only_is_a_regression() -> None:
+    """New deposits fail NOT NULL on v1 while replays of old ones are answered: broken."""
+    ops = Ops()
+    _before_0005(ops)
+    ops.error("deposit", "v1", "bake:migrate:0005", n=2)
+    ops.ok("deposit", "v1", "bake:migrate:0005", n=1)  # a replay of an old key
+    (violation,) = _violations(_check(NoRegression(), ops, run=_facts()))
+    assert (violation["step"], violation["op"], violation["ok"], violation["errors"]) == (
+        "migrate:0005",
+        "deposit",
+        1,
+        2,
+    )
