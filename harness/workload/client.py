@@ -200,6 +200,8 @@ class _Entry:
     item: ScheduleItem
     attempts: int = 0
     errors: int = 0
+    #: Since when it has found no instance of its release in rotation (None: it has one).
+    unrouted_since: float | None = None
 
 
 class _PhaseRun:
@@ -252,6 +254,9 @@ class _PhaseRun:
 #: Attempts at a scheduled entry that the model cannot issue yet, or that found no
 #: instance of its release in rotation, before it is dropped.
 _PHASE_ATTEMPTS = 8
+#: How long an entry waits for an instance of its release to be back in rotation (one the
+#: balancer ejected may be back after its next passed health check) before it is dropped.
+_ROTATION_WAIT = 2.0
 #: An entry whose answer was an error is sent once more (as a client retries): a
 #: transient error (a stale pooled connection after a fault) is told from one that stays.
 _ERROR_RETRIES = 1
@@ -451,8 +456,15 @@ class ClientWorkload:
             return True
         pick = self._balancer.pick(item.instance, item.release) if self._balancer else None
         if pick is None:
-            self._retry(run, taken, f"no instance of {item.group} in rotation")
+            now = time.monotonic()
+            taken.unrouted_since = taken.unrouted_since or now
+            if now - taken.unrouted_since >= _ROTATION_WAIT:
+                run.drop(item, f"no instance of {item.group} in rotation for {_ROTATION_WAIT:g}s")
+                return True
+            run.requeue(taken)
+            run.wait_progress(0.05)
             return True
+        taken.unrouted_since = None
         completion = self._send(call, draw, state, slot, pick, entry=item.number)
         if completion is None:
             return False
