@@ -285,3 +285,31 @@ def test_not_null_added_under_old_writers_is_a_regression(local_backend: LocalBa
     }
     example = verdict["evidence"]["violations"][0]["examples"][0]["error"]
     assert "null value" in example or "not-null" in example, example
+
+
+def test_a_killed_instance_hits_its_clients_until_the_balancer_notices(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    """Nobody tells the balancer: the requests sent to the killed instance fail (refused:
+    not applied), the first refusal ejects it, and no request is sent to it afterwards."""
+    history_file = tmp_path / "history.jsonl"
+    outcome = _run(
+        local_backend, "kill_app(1, duration=none)", "after:rollout:0", history=history_file
+    )
+    assert outcome.faults[0]["acted_on"] == {"instance": 1, "release": "v1"}
+    ops = read_jsonl(history_file).operations()
+    killed_at = next(e.t for e in outcome.events if e.kind is EventKind.FAULT_INJECT)
+    healed_at = next(e.t for e in outcome.events if e.kind is EventKind.FAULT_HEAL)
+    refused = [o for o in ops if o.instance == 1 and killed_at < o.invoke_time < healed_at]
+    assert refused, "the kill hit instance 1's clients"
+    assert all(o.is_error and not o.reached for o in refused), refused
+    ejected = [
+        e.t
+        for e in outcome.events
+        if e.kind is EventKind.BALANCER and e.subject == "app1" and "ejected" in e.detail
+    ]
+    assert ejected
+    assert killed_at < ejected[0] < healed_at
+    # After the ejection (a client that had already picked it may still have sent one):
+    late = [o for o in refused if o.invoke_time > ejected[0]]
+    assert len(late) <= 4, late
