@@ -181,7 +181,7 @@ class DurableAcknowledgedWrites:
 
     writes: tuple[Write, ...]
     name: str = "durable_acknowledged_writes"
-    settle_s: float = 1.0
+    settle_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.writes:
@@ -971,7 +971,7 @@ class ReadableByRunningRelease:
     reads: tuple[ReadBack, ...]
     sample: int = 100
     name: str = "readable_by_running_release"
-    settle_s: float = 1.0
+    settle_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.reads:
