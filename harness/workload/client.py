@@ -40,6 +40,7 @@ from harness.workload.history import (
     JsonValue,
     OpType,
     history_stats,
+    is_error,
 )
 from harness.workload.model import Answer, Call, Completion, Draw, Model, WorkloadSpec
 from harness.workload.phases import PhaseResult, ScheduleItem, build_schedule
@@ -177,15 +178,6 @@ def _answer(status: int, raw: bytes) -> Answer:
     except json.JSONDecodeError:
         body = {}
     return Answer(status, body if isinstance(body, dict) else {}, text[:2000])
-
-
-def _is_error(completion: Completion) -> bool:
-    """An error answer (unknown, or failed for another reason than a business rule)."""
-    if completion.type is OpType.OK:
-        return False
-    if completion.type is OpType.INFO:
-        return True
-    return completion.error_kind is not None and completion.error_kind.is_error
 
 
 def _describe(exc: BaseException) -> str:
@@ -470,7 +462,7 @@ class ClientWorkload:
             return False
         if completion.error_kind is ErrorKind.UNREACHED:
             self._retry(run, taken, f"instance {pick.index} could not be reached")
-        elif _is_error(completion) and taken.errors < _ERROR_RETRIES:
+        elif is_error(completion.type, completion.error_kind) and taken.errors < _ERROR_RETRIES:
             taken.errors += 1
             run.requeue(taken)
         else:
@@ -569,12 +561,7 @@ class ClientWorkload:
         recent = self._history.recent(self._history.now() - budget.window_s)
         if len(recent) < budget.min_operations:
             return None
-        errors = sum(
-            1
-            for op in recent
-            if op.type is OpType.INFO
-            or (op.type is OpType.FAIL and op.error_kind is not ErrorKind.REJECTED)
-        )
+        errors = sum(1 for op in recent if is_error(op.type, op.error_kind))
         rate = errors / len(recent)
         if rate <= budget.max_error_rate:
             return None

@@ -35,6 +35,7 @@ __all__ = [
     "UnavailableWindow",
     "Value",
     "history_stats",
+    "is_error",
     "iter_pairs",
     "pair_operations",
     "read_jsonl",
@@ -496,12 +497,18 @@ class HistoryStats:
         }
 
 
-def _is_error(op: Operation) -> bool:
-    if op.type is OpType.OK or op.error_kind is ErrorKind.STOPPED:
+def is_error(type: OpType, error_kind: ErrorKind | None) -> bool:
+    """Whether an outcome counts as an error: unknown (``info``), or failed for another
+    reason than a business rule; never ``ok``, never an operation the harness cut off."""
+    if type is OpType.OK or error_kind is ErrorKind.STOPPED:
         return False
-    if op.type is OpType.INFO:
+    if type is OpType.INFO:
         return True
-    return op.error_kind is not None and op.error_kind.is_error
+    return error_kind is not None and error_kind.is_error
+
+
+def _is_error(op: Operation) -> bool:
+    return is_error(op.type, op.error_kind)
 
 
 def history_stats(operations: Sequence[Operation], *, end: float | None = None) -> HistoryStats:
