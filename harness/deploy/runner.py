@@ -169,6 +169,9 @@ class RunSpec:
             )
         if self.point.when is not When.NEVER:
             self.fault.validate(plan, None if self.point.in_recovery else self.point.step)
+            validate_point = getattr(self.fault, "validate_point", None)
+            if callable(validate_point):
+                validate_point(plan, self.point)
         if self.fix is not None:
             self.target.release(self.fix)
         if self.recover_after is not None and self.recover_after not in plan.step_names:
@@ -235,7 +238,7 @@ class _Faults:
             entry.error = str(exc)
             self.errors.append(RunError("inject", self.fault.name, "NothingToActOn", exc.detail))
             self.timeline.add(EventKind.NOTE, self.fault.name, f"nothing to act on: {exc.detail}")
-        except (ChaosError, OSError) as exc:
+        except Exception as exc:  # a fault's own code (a user's too) must not end the run
             entry.error = f"{type(exc).__name__}: {exc}"
             self.errors.append(RunError("inject", self.fault.name, type(exc).__name__, str(exc)))
             self.timeline.add(EventKind.NOTE, self.fault.name, f"inject failed: {exc}")
@@ -249,7 +252,7 @@ class _Faults:
         with self.lock:
             self.active.append(entry)
         duration = self.fault.duration
-        if duration is not None:
+        if duration is not None and entry.error is None:
             entry.timer = threading.Timer(duration, self._heal, (entry, "duration elapsed"))
             entry.timer.daemon = True
             entry.timer.start()
@@ -274,7 +277,7 @@ class _Faults:
                     )
                     self.timeline.add(EventKind.NOTE, self.fault.name, f"no effect: {entry.missed}")
             self.fault.heal(self.ctx, entry.handle)
-        except (ChaosError, OSError) as exc:
+        except Exception as exc:  # recorded as a harness error; the run goes on to its checks
             self.errors.append(RunError("heal", self.fault.name, type(exc).__name__, str(exc)))
             self.timeline.add(EventKind.FAULT_HEAL_FAILED, self.fault.name, str(exc)[:2000])
             return
@@ -435,13 +438,17 @@ class _Traffic:
         self._phase(f"bake:{step.name}", self.settings.bake, self._by_release())
 
     def soak(self) -> None:
-        """The soak: each instance left running, once back in rotation (or after the
-        phase's timeout), gets its quota."""
+        """The soak: each instance left running, once back in rotation (waited for at most
+        half the phase's timeout; one still out is not soaked, and the end-state verdict
+        says why), gets its quota, sent to it alone."""
         if self.client is None or self.settings.soak <= 0 or self.balancer is None:
             return
         running = [a.index for a in self.stack.apps if a.running and not a.paused]
         self.balancer.wait_for_rotation(running, self.settings.timeout / 2)
-        groups = {f"app{p.index}": [(p.index, p.release)] for p in self.balancer.rotation()}
+        # No release to fall back on: an instance's entries wait for that instance.
+        groups: dict[str, list[tuple[int, str | None]]] = {
+            f"app{p.index}": [(p.index, None)] for p in self.balancer.rotation()
+        }
         self._phase("soak", self.settings.soak, groups)
 
 
@@ -841,11 +848,15 @@ def run_chaos(
                 errors.append(_not_fired(spec.point, detection, plan))
             traffic.soak()
         finally:
-            faults.heal_all("run ends")
-            traffic_ended = time.monotonic()
-            if workload is not None:
-                outcome.history_stats, problems = stop_workload(workload)
-                errors.extend(RunError("workload", n, "WorkloadError", m) for n, m in problems)
+            try:
+                faults.heal_all("run ends")
+            finally:
+                traffic_ended = time.monotonic()
+                if workload is not None:
+                    outcome.history_stats, problems = stop_workload(workload)
+                    errors.extend(
+                        RunError("workload", n, "WorkloadError", m) for n, m in problems
+                    )
             outcome.end_state = read_end_state(stack, balancer)
             balancer.close()
             settled, waited = settle(stack, client_timeout + 1.0)

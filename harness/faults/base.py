@@ -12,7 +12,10 @@ and the record says the fault did not report); it raises
 :class:`~harness.errors.NothingToActOn` when there was nothing to act on. A fault that is
 armed rather than immediate (a trigger on the n-th statement) may define
 ``missed(ctx, handle) -> str | None``, asked before ``heal``: why it never took effect. Either
-makes the run a harness error: its cell was not tested.
+makes the run a harness error: its cell was not tested. A fault whose rules depend on the
+moment of its point too may define ``validate_point(plan, point)`` (called after
+``validate`` when the run is built) and a class attribute ``moments`` (the moments it can
+fire at, e.g. ``("during",)``).
 """
 
 from __future__ import annotations

@@ -145,15 +145,23 @@ class _LockHolder:
             url, autocommit=False, connect_timeout=5, application_name="deploy-chaos-lock"
         )
         self._lock = threading.Lock()
-        self._conn.execute(
-            sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(table), sql.SQL(mode))
-        )
+        try:
+            self._conn.execute(
+                sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(table), sql.SQL(mode))
+            )
+        except BaseException:
+            self._conn.close()
+            raise
 
     def release(self) -> None:
+        """Let go of the lock; a connection the server already dropped (a crash, a
+        restore) holds nothing any more."""
         with self._lock:
             if not self._conn.closed:
                 try:
                     self._conn.rollback()
+                except psycopg.OperationalError:
+                    pass
                 finally:
                     self._conn.close()
 

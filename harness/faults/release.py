@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from harness.deploy.plan import Plan
+from harness.deploy.points import FaultPoint, When
 from harness.errors import ChaosError, SpecError
 from harness.faults.base import FaultContext, FaultKind, Injected
 
@@ -102,6 +103,16 @@ class BadRelease:
     @property
     def name(self) -> str:
         return f"bad_release({self.variant})"
+
+    def validate_point(self, plan: Plan, point: FaultPoint) -> None:
+        """After the last rollout, no rollout follows: nothing would ever deploy it."""
+        rollouts = [s for s in plan.step_names if s.startswith("rollout:")]
+        if point.when is When.AFTER and point.step == rollouts[-1]:
+            raise SpecError(
+                f"fault {self.name} at {point.name}: no rollout follows",
+                expected="a point at or before the last rollout step (not after it)",
+                choices=plan.step_names,
+            )
 
     def validate(self, plan: Plan, point_step: str | None) -> None:
         plan.target.release(self.variant)

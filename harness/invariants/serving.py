@@ -251,7 +251,7 @@ class _Tally:
 
     @property
     def broken(self) -> bool:
-        return len(self.errors) >= 2 or (self.ops >= 2 and self.ok == 0 and bool(self.errors))
+        return len(self.errors) >= 2
 
     def counts(self) -> dict[str, JsonValue]:
         return {
@@ -277,10 +277,10 @@ class NoRegression:
     regression):
 
     - f **worked** on R: at least one ``ok`` and no error;
-    - f is **broken** on R: at least 2 of its entries erred (on their retry too), or at least
-      2 operations, none ``ok`` and at least one error; an operation that works for some
-      requests and fails for others (new writes fail, replays of old ones are answered) is
-      broken; all rejected is not (the business rules said no);
+    - f is **broken** on R: at least 2 of its entries erred (on their retry too), whatever
+      else it answered: an operation that works for some requests and fails for others (new
+      writes fail, replays of old ones are answered) is broken; rejections are answers, all
+      rejected is not broken (the business rules said no);
     - anything else (too few, mixed): not judged in that window.
 
     A violation (``invalid``):

@@ -224,18 +224,34 @@ class Balancer:
             self._turn += 1
             return chosen.pick(panic)
 
-    @contextlib.contextmanager
-    def sending(self, pick: Pick) -> Iterator[None]:
-        """Counts the request as in flight to ``pick`` while the block runs."""
+    def reserve(self, pick: Pick) -> bool:
+        """Count a request as in flight to ``pick`` before it is sent; False (nothing
+        counted) when the instance started draining since it was picked. Checked under the
+        lock a drain takes, so a drain either waits for this request or this request sees
+        the drain: a drained instance never gets one. Pair with :meth:`release`."""
         member = self._member(pick.index)
         with self._lock:
+            if member.state is MemberState.DRAINING:
+                return False
             member.in_flight += 1
+            return True
+
+    def release(self, pick: Pick) -> None:
+        """The request :meth:`reserve` counted is over."""
+        member = self._member(pick.index)
+        with self._lock:
+            member.in_flight -= 1
+            self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def sending(self, pick: Pick) -> Iterator[bool]:
+        """:meth:`reserve` for the block; yields whether the request may go."""
+        reserved = self.reserve(pick)
         try:
-            yield
+            yield reserved
         finally:
-            with self._lock:
-                member.in_flight -= 1
-                self._changed.notify_all()
+            if reserved:
+                self.release(pick)
 
     def report_failure(self, pick: Pick, detail: str) -> None:
         """A request to ``pick`` could not connect, or got no answer in time: eject it

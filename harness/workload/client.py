@@ -206,6 +206,8 @@ class _PhaseRun:
         self.pending = len(items)
         self.lock = threading.Condition()
         self.done = threading.Event()
+        #: Set when the phase is over: an entry finished later changes nothing recorded.
+        self.closed = False
         if not items:
             self.done.set()
 
@@ -221,6 +223,8 @@ class _PhaseRun:
 
     def served(self, item: ScheduleItem) -> None:
         with self.lock:
+            if self.closed:
+                return
             counts = self.result.coverage.setdefault(item.group, {})
             counts[item.f] = counts.get(item.f, 0) + 1
             self.result.served += 1
@@ -228,6 +232,8 @@ class _PhaseRun:
 
     def drop(self, item: ScheduleItem, reason: str) -> None:
         with self.lock:
+            if self.closed:
+                return
             self.result.dropped.append(f"{item.f} for {item.group}: {reason}")
             self._settle()
 
@@ -376,20 +382,23 @@ class ClientWorkload:
         with self._phase_lock:
             self._phase = run
             self._label = name
+        if quota > 0 and not items:
+            result.dropped.append("no instance in rotation: nothing to send the phase to")
         try:
             while not run.done.wait(min(0.25, max(0.0, run.deadline - time.monotonic()))):
-                if (
-                    time.monotonic() >= run.deadline
-                    or self._stop.is_set()
-                    or not self._threads_alive()
-                ):
+                if time.monotonic() >= run.deadline:
+                    result.timed_out = True
                     break
-            result.timed_out = not run.done.is_set()
+                if self._stop.is_set() or not self._threads_alive():
+                    with run.lock:
+                        result.dropped.append("the workload stopped before the phase ended")
+                    break
         finally:
             with self._phase_lock:
                 self._phase = None
                 self._label = previous
             with run.lock:
+                run.closed = True
                 run.queue.clear()
                 run.lock.notify_all()
         result.end = self._history.now()
@@ -422,7 +431,7 @@ class ClientWorkload:
                 call = self._next_call(draw)
                 if call is None:
                     continue
-                if self._send(call, draw, state, slot, None) is None:
+                if self._send(call, draw, state, slot, self._route()) is None:
                     return
         except Exception:
             with self._crash_lock:
@@ -440,23 +449,26 @@ class ClientWorkload:
         if time.monotonic() > run.deadline:
             run.drop(item, "the phase timed out")
             return True
-        fake.seed_instance(item.seed)
-        draw = Draw(random.Random(item.seed), fake, state.number, state.process)
-        call = self._model.call(item.f, draw)
-        if call is None:
-            self._retry(run, taken, "the model could not issue it yet")
-            return True
-        pick = self._balancer.pick(item.instance, item.release) if self._balancer else None
+        # Routed before the model is asked: a call the model hands out (it may be a retry
+        # it queued) is always sent.
+        pick = self._route(item.instance, item.release)
         if pick is None:
             now = time.monotonic()
             taken.unrouted_since = taken.unrouted_since or now
             if now - taken.unrouted_since >= _ROTATION_WAIT:
                 run.drop(item, f"no instance of {item.group} in rotation for {_ROTATION_WAIT:g}s")
-                return True
-            run.requeue(taken)
-            run.wait_progress(0.05)
+            else:
+                run.requeue(taken)
+                self._stop.wait(0.05)
             return True
         taken.unrouted_since = None
+        fake.seed_instance(item.seed)
+        draw = Draw(random.Random(item.seed), fake, state.number, state.process)
+        call = self._model.call(item.f, draw)
+        if call is None:
+            self._unroute(pick)
+            self._retry(run, taken, "the model could not issue it yet")
+            return True
         completion = self._send(call, draw, state, slot, pick, entry=item.number)
         if completion is None:
             return False
@@ -475,7 +487,25 @@ class ClientWorkload:
             run.drop(entry.item, reason)
             return
         run.requeue(entry)
-        run.wait_progress(0.02 * entry.attempts)
+        self._stop.wait(0.02 * entry.attempts)
+
+    def _route(self, prefer: int | None = None, release: str | None = None) -> Pick | None:
+        """An instance for one request, already counted in flight (see
+        :meth:`Balancer.reserve`); None when there is none to send to."""
+        balancer = self._balancer
+        if balancer is None:
+            return None
+        for _ in range(3):  # picked, then found draining: pick again
+            pick = balancer.pick(prefer, release)
+            if pick is None:
+                return None
+            if balancer.reserve(pick):
+                return pick
+        return None
+
+    def _unroute(self, pick: Pick | None) -> None:
+        if pick is not None and self._balancer is not None:
+            self._balancer.release(pick)
 
     def _send(
         self,
@@ -487,32 +517,33 @@ class ClientWorkload:
         *,
         entry: int | None = None,
     ) -> Completion | None:
-        """Send one call (to ``pick``, else the balancer's choice) and record it (with the
-        phase's schedule ``entry`` it serves): its completion; None when the history
-        closed (the workload stops)."""
-        balancer = self._balancer
-        if pick is None and balancer is not None:
-            pick = balancer.pick()
+        """Send one call to ``pick`` (reserved by :meth:`_route`, released here; None: no
+        instance to send to) and record it, with the phase's schedule ``entry`` it serves:
+        its completion; None when the history closed (the workload stops)."""
         try:
-            invoke = self._history.invoke(
-                state.process,
-                call.f,
-                call.value,
-                instance=None if pick is None else pick.index,
-                release=None if pick is None else pick.release,
-                phase=self._label,
-                entry=entry,
-            )
-        except ValueError:
-            return None  # closed: the workload is stopping
-        if pick is None or balancer is None:
-            completion = Completion(
-                OpType.FAIL, {}, "no instance to send to (every instance is draining)",
-                ErrorKind.UNREACHED,
-            )
-        else:
-            with balancer.sending(pick):
+            try:
+                invoke = self._history.invoke(
+                    state.process,
+                    call.f,
+                    call.value,
+                    instance=None if pick is None else pick.index,
+                    release=None if pick is None else pick.release,
+                    phase=self._label,
+                    entry=entry,
+                )
+            except ValueError:
+                return None  # closed: the workload is stopping
+            if pick is None:
+                completion = Completion(
+                    OpType.FAIL,
+                    {},
+                    "no instance to send to (every instance is draining)",
+                    ErrorKind.UNREACHED,
+                )
+            else:
                 completion = self._perform(pick, call, slot)
+        finally:
+            self._unroute(pick)
         if (
             self._history.complete(
                 invoke,

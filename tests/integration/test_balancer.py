@@ -119,6 +119,10 @@ def test_drain_waits_for_in_flight_requests_and_sends_nothing_new(
         thread.join(5)
         assert drained
         assert drained[0][0] == 1
+        # A request picked before the drain started and not yet sent is refused (it goes
+        # elsewhere): a drained instance never gets one.
+        with balancer.sending(pick) as may_send:
+            assert not may_send
         # Still out of rotation until admitted, even though it answers its health check.
         assert balancer.state(0) is MemberState.DRAINING
         assert balancer.admit(0, 5.0)

@@ -313,6 +313,16 @@ def test_bad_values_have_one_clear_error_each() -> None:
             parse_point("during:rollout:0"),
             StrategyName.ROLLBACK,
         ).plan()
+    # After the last rollout nothing would ever deploy the bad release.
+    with pytest.raises(SpecError, match="no rollout follows"):
+        RunSpec(
+            TARGET,
+            "v1",
+            "v2",
+            BadRelease("v2-lose-cent"),
+            parse_point("after:rollout:1"),
+            StrategyName.ROLLBACK,
+        ).plan()
 
 
 # -- network faults (through the embedded proxy) ------------------------------------------
