@@ -41,7 +41,7 @@ from harness.invariants import (  # noqa: E402
     NoDuplicateEffects,
     ReferentialIntegrity,
     Relation,
-    SchemaMatchesRelease,
+    SchemaCompatible,
     Write,
     open_check_context,
 )
@@ -166,7 +166,7 @@ def invariants() -> list[Invariant]:
             (Flow("deposit", "amount_cents", "currency", "idempotency_key"),),
         ),
         ReferentialIntegrity((Relation("transfers", "to_account", "accounts", "id"),)),
-        SchemaMatchesRelease(
+        SchemaCompatible(
             (
                 MigrationProbe(
                     "0002",

@@ -82,7 +82,7 @@ BUILTIN_INVARIANTS = (
     "no_duplicate_effects",
     "conservation",
     "referential_integrity",
-    "schema_matches_release",
+    "schema_compatible",
     "readable_by_running_release",
     "availability",
     "end_state_serves",

@@ -72,6 +72,13 @@ class Release:
     database has exactly these applied. ``contract_migrations`` are the ids among them that
     must run only after every instance runs this release (the contract phase of an
     expand/contract change); a plan runs them as ``contract:<id>`` steps after ``verify``.
+
+    Which schema states a release works on (see
+    :class:`~harness.invariants.SchemaCompatible`): its own migrations (or its expand
+    migrations while its contract waits), followed by any later migrations that their own
+    release declares ``compatible_migrations`` (expand steps that releases before it still
+    work with: a nullable column, an index, a backfill), plus the migration lists in
+    ``accepts`` (stated explicitly).
     """
 
     name: str
@@ -86,6 +93,11 @@ class Release:
     cwd: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     startup_timeout: float = 15.0
+    #: Migrations of this release that releases before it still work with (additive expand
+    #: steps), so an older release running on them is on a schema it accepts.
+    compatible_migrations: tuple[str, ...] = ()
+    #: More schema states (lists of applied migration ids) this release works on.
+    accepts: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         owner = f"release {self.name!r}"
@@ -125,6 +137,19 @@ class Release:
                 f"{list(migrations)}, in order"
             )
         object.__setattr__(self, "contract_migrations", contract)
+        compatible = tuple(self.compatible_migrations)
+        wrong = [m for m in compatible if m not in self.expand_migrations]
+        if wrong:
+            raise SpecError(
+                f"{owner}: compatible migrations {wrong} are not among its expand migrations "
+                "(a contract migration is never compatible with the releases before it)",
+                choices=self.expand_migrations,
+            )
+        object.__setattr__(self, "compatible_migrations", compatible)
+        for state in self.accepts:
+            if isinstance(state, str) or not all(isinstance(m, str) for m in state):
+                raise SpecError(f"{owner}: accepts {state!r}", expected="lists of migration ids")
+        object.__setattr__(self, "accepts", tuple(tuple(state) for state in self.accepts))
         for path_name in ("health_path", "version_path"):
             value = getattr(self, path_name)
             if not isinstance(value, str) or not value.startswith("/"):
@@ -199,6 +224,21 @@ class Target:
         )
         if not _NAME.match(self.database):
             raise SpecError(f"target {self.name!r}: database name {self.database!r}")
+
+    def accepts(self, release: Release, applied: Sequence[str]) -> bool:
+        """Whether ``release`` works on a database with ``applied`` migrations: its own
+        migrations (or its expand migrations, while its contract waits) or a state it
+        ``accepts``, followed only by later migrations their release declares compatible."""
+        later_compatible = {m for r in self.releases for m in r.compatible_migrations} - set(
+            release.migrations
+        )
+        bases = (release.migrations, release.expand_migrations, *release.accepts)
+        applied = tuple(applied)
+        return any(
+            applied[: len(base)] == base
+            and all(m in later_compatible for m in applied[len(base) :])
+            for base in bases
+        )
 
     def release(self, name: str) -> Release:
         """The release called ``name``; a :class:`SpecError` listing the choices otherwise."""

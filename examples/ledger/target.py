@@ -40,6 +40,8 @@ DEFAULT_IMAGE = "deploy-chaos/ledger"
 
 #: v2 and v2.1 set ``currency`` NOT NULL in 0005: only once no v1 instance runs.
 _CONTRACT = ("0005",)
+#: 0003 adds a nullable column and 0004 backfills it: v1 works on both (expand/contract).
+_COMPATIBLE = ("0003", "0004")
 
 
 #: Backfills are throttled the way a team throttles them in production (a pause between
@@ -70,6 +72,7 @@ def _release(name: str, *, runs: str | None = None, bug: str | None = None) -> R
         migrate_command=("{python}", "-m", "ledger.migrate", "--release", code, "--to", "{target}"),
         migrations=migrations,
         contract_migrations=_CONTRACT if "0005" in migrations else (),
+        compatible_migrations=_COMPATIBLE if "0005" in migrations else (),
         health_path="/healthz",
         version_path="/version",
         cwd=APP_DIR,

@@ -1,7 +1,7 @@
 """Invariants checked after recovery: the built-in catalogue and what a Target declares.
 
 :func:`invariants_for` is what the runner checks for a target: the target's own
-``invariants``, plus ``schema_matches_release`` and ``end_state_serves`` (they need no
+``invariants``, plus ``schema_compatible`` and ``end_state_serves`` (they need no
 declaration) and, when the target has a workload, ``availability`` (no budget) and
 ``no_regression``, unless the target declares an invariant of the same name itself.
 """
@@ -35,7 +35,7 @@ from harness.invariants.builtin import (
     ReadBack,
     ReferentialIntegrity,
     Relation,
-    SchemaMatchesRelease,
+    SchemaCompatible,
     SqlInvariant,
     Write,
 )
@@ -63,7 +63,7 @@ __all__ = [
     "ReadableByRunningRelease",
     "ReferentialIntegrity",
     "Relation",
-    "SchemaMatchesRelease",
+    "SchemaCompatible",
     "SqlInvariant",
     "Status",
     "Verdict",
@@ -80,8 +80,8 @@ def invariants_for(target: Target) -> tuple[Invariant, ...]:
     """The invariants a run checks for ``target`` (see the module doc)."""
     chosen: list[Invariant] = list(target.invariants)
     names = {inv.name for inv in chosen}
-    if "schema_matches_release" not in names:
-        chosen.append(SchemaMatchesRelease())
+    if "schema_compatible" not in names:
+        chosen.append(SchemaCompatible())
     if target.workload is not None and "availability" not in names:
         chosen.append(Availability())
     if "end_state_serves" not in names:

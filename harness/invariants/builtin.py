@@ -7,7 +7,8 @@ A Target says what its writes mean, generically (nothing here knows any app):
 - :class:`IdempotentWrite`: operations keyed by a value field that must take effect once;
 - :class:`Flow`: an operation that brings an amount into (or out of) a group;
 - :class:`Relation`: child.column must reference an existing parent.parent_column;
-- :class:`MigrationProbe`: a query saying which fraction of a migration's effects exist;
+- :class:`MigrationProbe`: a query saying which fraction of a migration's effects exist
+  (for :class:`SchemaCompatible`);
 - :class:`ReadBack`: how to re-read an acknowledged entity through the app's HTTP API.
 
 Every checker that needs the history joins against the temporary history table (loaded once
@@ -50,7 +51,7 @@ __all__ = [
     "ReadableByRunningRelease",
     "ReferentialIntegrity",
     "Relation",
-    "SchemaMatchesRelease",
+    "SchemaCompatible",
     "SqlInvariant",
     "Write",
 ]
@@ -793,15 +794,21 @@ class MigrationProbe:
 
 
 @dataclass(frozen=True, slots=True)
-class SchemaMatchesRelease:
-    """The migration state is what every running release expects; nothing half-applied.
+class SchemaCompatible:
+    """Nothing is half-applied, and every running release is on a schema it works on.
 
-    A release accepts its full migration list, or (while its contract migrations wait for
-    the rollout) its expand migrations.
+    A release works on its own migrations (or its expand migrations while its contract
+    waits), on the states it ``accepts``, and on either followed by later migrations that
+    their own release declares ``compatible_migrations`` (expand steps: a nullable column,
+    an index). So a halted expand is compatible, not harmful; whether an old release
+    actually breaks on a state is ``no_regression``'s judgement. ``invalid``: a half-applied
+    migration (a probe), or a running release on a schema it does not accept. ``unknown``,
+    naming the part: an instance that runs but cannot say its release, a release the target
+    does not declare, a probe that could not run, no instance running.
     """
 
     probes: tuple[MigrationProbe, ...] = ()
-    name: str = "schema_matches_release"
+    name: str = "schema_compatible"
 
     def check(self, ctx: CheckContext) -> Verdict:
         target = ctx.target
@@ -814,27 +821,33 @@ class SchemaMatchesRelease:
         except psycopg.Error as exc:
             return Verdict.unknown(error=_error(exc), reason="cannot read the migration state")
         instances: list[JsonValue] = []
-        mismatched = unknown_release = 0
-        releases = [
-            (i.index, i.release)
-            for i in (ctx.end_state.instances if ctx.end_state is not None else ())
-            if i.running and i.release is not None
+        incompatible = 0
+        unjudged: list[JsonValue] = []
+        running = [
+            i for i in (ctx.end_state.instances if ctx.end_state is not None else ()) if i.running
         ]
-        for index, name in releases:
-            assert name is not None
-            try:
-                release = target.release(name)
-            except SpecError:
-                unknown_release += 1
-                instances.append({"index": index, "release": name, "known": False})
+        for state in running:
+            if state.release is None:
+                unjudged.append(f"instance {state.index}: it runs, but did not say its release")
+                instances.append({"index": state.index, "release": None, "judged": False})
                 continue
-            accepted = [list(release.migrations)]
-            if release.contract_migrations:
-                accepted.append(list(release.expand_migrations))
-            matches = applied in accepted
-            mismatched += not matches
+            try:
+                release = target.release(state.release)
+            except SpecError:
+                unjudged.append(
+                    f"instance {state.index}: release {state.release!r} is not the target's"
+                )
+                instances.append({"index": state.index, "release": state.release, "known": False})
+                continue
+            ok = target.accepts(release, applied)
+            incompatible += not ok
             instances.append(
-                {"index": index, "release": name, "expects": accepted, "matches": matches}
+                {
+                    "index": state.index,
+                    "release": release.name,
+                    "own_migrations": list(release.migrations),
+                    "compatible": ok,
+                }
             )
         probes: list[JsonValue] = []
         half = 0
@@ -845,6 +858,7 @@ class SchemaMatchesRelease:
                 present = float(rows[0][0]) if rows and rows[0][0] is not None else 0.0
             except psycopg.Error as exc:
                 probes.append({"migration": probe.migration, "error": _error(exc)})
+                unjudged.append(f"probe of {probe.migration}: {_error(exc)}")
                 continue
             broken = (recorded and present < 1.0) or (not recorded and present > 0.0)
             half += broken
@@ -858,14 +872,20 @@ class SchemaMatchesRelease:
             )
         evidence: dict[str, JsonValue] = {
             "applied": list(applied),
+            "later_compatible": sorted(
+                {m for r in target.releases for m in r.compatible_migrations}
+            ),
             "instances": instances,
             "probes": probes,
-            "mismatched_instances": mismatched,
+            "incompatible_instances": incompatible,
             "half_applied": half,
+            "unjudged": unjudged,
         }
-        if mismatched or half:
+        if incompatible or half:
             return Verdict.invalid(**evidence)
-        if not releases or unknown_release:
+        if not running:
+            return Verdict.unknown(reason="no instance is running", **evidence)
+        if unjudged:
             return Verdict.unknown(**evidence)
         return Verdict.valid(**evidence)
 

@@ -117,7 +117,7 @@ expect:
     violates: [readable_by_running_release]
     reason: v2's 0003 down drops the currency columns
   - strategy: halt
-    violates: [schema_matches_release]
+    violates: [schema_compatible]
     reason: halt leaves 0004 half-applied
   - strategy: restore
     violates: [availability]
@@ -136,7 +136,7 @@ expect:
     assert "undeclared violation of conservation" in out
     assert '"rows"' in out, "the evidence is shown"
     assert "42" in out
-    assert "declared hazard did not happen: schema_matches_release" in out
+    assert "declared hazard did not happen: schema_compatible" in out
     assert "replay: pytest" in out
     assert "--chaos-seed=" in out
     result.stdout.fnmatch_lines(

@@ -133,7 +133,7 @@ def test_rollback_before_any_v2_write_holds_every_invariant(
         "no_duplicate_effects",
         "conservation",
         "referential_integrity",
-        "schema_matches_release",
+        "schema_compatible",
         "readable_by_running_release",
         "books_balance",
         "availability",
@@ -251,7 +251,7 @@ def test_rollback_after_v2_wrote_eur_loses_meaning(
     assert groups["USD"]["held"] > groups["USD"]["expected_max"], "EUR now counts as USD"
     # Nothing was lost, the schema is v1's: only the meaning changed.
     assert verdicts["durable_acknowledged_writes"]["status"] == "valid"
-    assert verdicts["schema_matches_release"]["status"] == "valid"
+    assert verdicts["schema_compatible"]["status"] == "valid"
     assert verdicts["books_balance"]["status"] == "valid"
 
 
@@ -272,7 +272,7 @@ def test_half_applied_expand_is_reported_and_the_failed_recovery_step(
     recovery = verdicts["recovery"]
     assert recovery["status"] == "invalid"
     assert recovery["evidence"]["failed_step"].startswith("roll_forward")
-    schema = verdicts["schema_matches_release"]
+    schema = verdicts["schema_compatible"]
     assert schema["status"] == "invalid"
     probe = {p["migration"]: p for p in schema["evidence"]["probes"]}["0003"]
     assert probe == {"migration": "0003", "recorded": False, "present": 0.5, "half_applied": True}

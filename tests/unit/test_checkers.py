@@ -128,7 +128,7 @@ def test_recovery_verdict_names_the_failed_step() -> None:
 
 def test_invariants_for_adds_the_defaults_once() -> None:
     assert [i.name for i in invariants_for(_target())] == [
-        "schema_matches_release",
+        "schema_compatible",
         "end_state_serves",
     ]
 
@@ -137,7 +137,7 @@ def test_invariants_for_adds_the_defaults_once() -> None:
 
     spec = WorkloadSpec(model=Model)  # type: ignore[arg-type]
     assert [i.name for i in invariants_for(_target(workload=spec))] == [
-        "schema_matches_release",
+        "schema_compatible",
         "availability",
         "end_state_serves",
         "no_regression",
@@ -145,7 +145,7 @@ def test_invariants_for_adds_the_defaults_once() -> None:
     own = _target(workload=spec, invariants=(Availability(max_error_rate=0.1),))
     assert [i.name for i in invariants_for(own)] == [
         "availability",
-        "schema_matches_release",
+        "schema_compatible",
         "end_state_serves",
         "no_regression",
     ]
@@ -168,7 +168,7 @@ def test_the_ledger_declares_its_workload_and_invariants() -> None:
         "no_duplicate_effects",
         "conservation",
         "referential_integrity",
-        "schema_matches_release",
+        "schema_compatible",
         "readable_by_running_release",
         "books_balance",
         "availability",

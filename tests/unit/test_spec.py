@@ -79,3 +79,61 @@ def test_plan_refuses_to_move_backwards() -> None:
     target = Target(name="t", releases=(a, b), applied_migrations_sql="x")
     with pytest.raises(SpecError, match="only move forward"):
         build_plan(target, a, b, instances=1)
+
+
+def _compat_target() -> Target:
+    """v1 knows 1-2; v2 adds 3 (a nullable column) and 4 (a backfill), both declared
+    compatible with the releases before it, and contracts with 5."""
+    v2 = Release(
+        name="v2",
+        command=("app",),
+        migrate_command=("m", "{target}"),
+        migrations=("1", "2", "3", "4", "5"),
+        contract_migrations=("5",),
+        compatible_migrations=("3", "4"),
+    )
+    v1 = Release(
+        name="v1",
+        command=("app",),
+        migrate_command=("m", "{target}"),
+        migrations=("1", "2"),
+        accepts=(("1",),),
+    )
+    return Target(name="t", releases=(v1, v2), applied_migrations_sql="x")
+
+
+@pytest.mark.parametrize(
+    ("release", "applied", "accepted"),
+    [
+        ("v1", ("1", "2"), True),  # its own
+        ("v1", ("1", "2", "3"), True),  # a halted expand: compatible by declaration
+        ("v1", ("1", "2", "3", "4"), True),
+        ("v1", ("1", "2", "3", "4", "5"), False),  # the contract: never compatible
+        ("v1", ("1", "2", "4"), True),  # later compatible migrations, whatever subset
+        ("v1", ("1",), True),  # a state it accepts explicitly
+        ("v1", (), False),
+        ("v2", ("1", "2", "3", "4"), True),  # contract pending
+        ("v2", ("1", "2", "3", "4", "5"), True),
+        ("v2", ("1", "2"), False),  # v2 code on v1's schema
+        ("v2", ("1", "2", "3"), False),  # its own expand not finished
+    ],
+)
+def test_a_release_accepts_its_schema_plus_later_compatible_migrations(
+    release: str, applied: tuple[str, ...], accepted: bool
+) -> None:
+    target = _compat_target()
+    assert target.accepts(target.release(release), applied) is accepted
+
+
+def test_compatible_migrations_are_expand_migrations_of_the_release() -> None:
+    with pytest.raises(SpecError, match="never compatible"):
+        Release(
+            name="v2",
+            command=("app",),
+            migrate_command=("m", "{target}"),
+            migrations=("1", "2"),
+            contract_migrations=("2",),
+            compatible_migrations=("2",),
+        )
+    with pytest.raises(SpecError, match="lists of migration ids"):
+        Release(name="v2", command=("app",), migrate_command=(), accepts=("1",))  # type: ignore[arg-type]
