@@ -174,6 +174,12 @@ def run_pytest_args(args: argparse.Namespace) -> list[str]:
         argv += ["--chaos-shard", args.shard]
     if args.keep:
         argv.append("--chaos-keep")
+    if args.repeat is not None:
+        argv += ["--chaos-repeat", str(args.repeat)]
+    if args.repetition is not None:
+        argv += ["--chaos-repetition", str(args.repetition)]
+    if args.replay_of is not None:
+        argv += ["--chaos-replay-of", args.replay_of]
     if args.pg_bindir is not None:
         argv += ["--chaos-pg-bindir", args.pg_bindir]
     if args.numprocesses not in (None, "0"):
@@ -328,6 +334,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", default=None, metavar="K/N", help="only shard K of N")
     run.add_argument("--seed", type=int, default=None, help="session seed (printed)")
     run.add_argument("--keep", action="store_true", help="keep failed runs' evidence")
+    run.add_argument(
+        "--repeat", type=int, default=None, metavar="N", help="run each cell N times (counts)"
+    )
+    run.add_argument(
+        "--repetition",
+        type=int,
+        default=None,
+        metavar="R",
+        help="run only repetition R of each cell (replay one run)",
+    )
+    run.add_argument(
+        "--replay-of",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="compare each run with the recorded one (same verdicts?)",
+    )
     run.add_argument("--pg-bindir", default=None)
     run.set_defaults(func=_cmd_run, pytest_args=[])
 

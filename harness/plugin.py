@@ -34,6 +34,9 @@ __all__ = [
     "OPT_PG_BINDIR",
     "OPT_PG_IMAGE",
     "OPT_PROXY_IMAGE",
+    "OPT_REPEAT",
+    "OPT_REPETITION",
+    "OPT_REPLAY_OF",
     "OPT_REPORT",
     "OPT_SEED",
     "OPT_SHARD",
@@ -53,6 +56,9 @@ OPT_FAULT = "chaos_fault"
 OPT_SHARD = "chaos_shard"
 OPT_PG_IMAGE = "chaos_pg_image"
 OPT_PROXY_IMAGE = "chaos_proxy_image"
+OPT_REPEAT = "chaos_repeat"
+OPT_REPETITION = "chaos_repetition"
+OPT_REPLAY_OF = "chaos_replay_of"
 INI_SCENARIOS = "chaos_scenarios"
 _DEFAULT_SCENARIOS = ("scenarios/*.yaml", "scenarios/*.yml")
 _WORKER_SEED = "deploy_chaos_seed"
@@ -102,6 +108,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     option("--chaos-pg-image", OPT_PG_IMAGE, "PostgreSQL image for the docker backend")
     option("--chaos-proxy-image", OPT_PROXY_IMAGE, "Toxiproxy image for the docker backend")
+    option(
+        "--chaos-repeat",
+        OPT_REPEAT,
+        "run each cell N times (seeds derived from the run's); the scorecard shows counts",
+    )
+    option(
+        "--chaos-repetition",
+        OPT_REPETITION,
+        "run only repetition R (0-based) of each cell: the replay of one run",
+    )
+    option(
+        "--chaos-replay-of",
+        OPT_REPLAY_OF,
+        "a results.json: say for each run whether it reached the recorded run's verdicts",
+    )
     parser.addini(OPT_BACKEND, "default for --chaos-backend", default="auto")
     parser.addini(OPT_SEED, "default for --chaos-seed", default="")
     parser.addini(OPT_REPORT, "default for --chaos-report", default="")
@@ -112,6 +133,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(OPT_PG_BINDIR, "default for --chaos-pg-bindir", default="")
     parser.addini(OPT_PG_IMAGE, "default for --chaos-pg-image", default="")
     parser.addini(OPT_PROXY_IMAGE, "default for --chaos-proxy-image", default="")
+    parser.addini(OPT_REPEAT, "default for --chaos-repeat", default="")
     parser.addini(
         INI_SCENARIOS,
         "globs (relative to the rootdir) of YAML scenario files to collect",
@@ -144,6 +166,9 @@ def _options(config: pytest.Config) -> ChaosOptions:
             shard=_value(config, OPT_SHARD),
             pg_image=_value(config, OPT_PG_IMAGE),
             proxy_image=_value(config, OPT_PROXY_IMAGE),
+            repeat=_value(config, OPT_REPEAT),
+            repetition=config.getoption(OPT_REPETITION),
+            replay_of=config.getoption(OPT_REPLAY_OF),
         )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -269,11 +294,21 @@ class ScenarioItem(pytest.Item):
         from harness.report.junit import PREFIX, properties
 
         session = self.config.stash[_session_key]
-        record = session.run(self.case, self.nodeid)
-        self.config.hook.pytest_deploy_chaos_run_finished(case=self.case, outcome=record.outcome)
+        hook = self.config.hook
+        record = session.run(
+            self.case,
+            self.nodeid,
+            on_run=lambda r: hook.pytest_deploy_chaos_run_finished(
+                case=self.case, outcome=r.outcome
+            ),
+        )
         self.user_properties.extend(
             properties(self.case, record.seed, record.judgement, record.verdicts)
         )
+        checks = [r.replay_check for r in record.runs if r.replay_check is not None]
+        if checks:
+            same = sum(1 for c in checks if c["same"])
+            self.user_properties.append((PREFIX + "replay_same", f"{same}/{len(checks)}"))
         self.user_properties.append((PREFIX + "order", ",".join(map(str, self.case.order))))
         self.user_properties.append((PREFIX + "summary", record.judgement.summary))
         self.user_properties.append((PREFIX + "replay", record.replay))
@@ -341,16 +376,23 @@ class _Reporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.entries: list[ScoreEntry] = []
+        #: node id -> (runs that reached the recorded verdicts, runs replayed).
+        self.replays: dict[str, tuple[int, int]] = {}
         self.results: Path | None = None
         self.report: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from harness.report.junit import parse_properties
         from harness.report.terminal import entry_from_properties
 
         if report.when == "call":
             entry = entry_from_properties(report.user_properties, report.nodeid)
             if entry is not None:
                 self.entries.append(entry)
+            same = parse_properties(report.user_properties).get("replay_same")
+            if same:
+                done, _, total = same.partition("/")
+                self.replays[report.nodeid] = (int(done), int(total))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from harness.report import json as results_json
@@ -383,6 +425,15 @@ class _Reporter:
             terminalreporter.write_line(f"results: {self.results}")
         if self.report is not None:
             terminalreporter.write_line(f"report:  {self.report}")
+        if self.replays:
+            same = sum(d for d, _ in self.replays.values())
+            total = sum(t for _, t in self.replays.values())
+            terminalreporter.write_line(
+                f"replay: {same} of {total} run(s) reached the recorded run's verdicts"
+            )
+            for nodeid, (done, runs) in sorted(self.replays.items()):
+                if done < runs:
+                    terminalreporter.write_line(f"  different: {nodeid} (see its report section)")
         hook = self.config.hook
         for sections in hook.pytest_deploy_chaos_report_sections(entries=list(self.entries)):
             for title, text in sections:

@@ -64,6 +64,7 @@ __all__ = [
     "Selector",
     "Upgrade",
     "load_scenario",
+    "parse_rate",
     "parse_shard",
     "run_seed",
     "shard",
@@ -111,7 +112,7 @@ _TOP_KEYS = (
 )
 _REQUIRED = ("scenario", "target", "upgrade", "faults", "points", "strategies")
 _SELECTOR_KEYS = ("fault", "point", "strategy")
-_EXPECT_KEYS = (*_SELECTOR_KEYS, "violates", "reason", "strict")
+_EXPECT_KEYS = (*_SELECTOR_KEYS, "violates", "reason", "strict", "rate")
 _POINT_KEYS = ("point", "delay", "statement")
 _UPGRADE_KEYS = ("from", "to", "fix")
 _AVAILABILITY_KEYS = ("max_error_rate", "max_unavailable")
@@ -169,8 +170,10 @@ def _any_match(value: str, globs: Sequence[str]) -> bool:
 class Expectation:
     """A known hazard: runs matching ``selector`` violate ``violates``, because ``reason``.
 
-    ``strict`` (default): the hazard must happen; a run where it does not fails (the suite
-    guards its own truth). ``strict: false`` says it may happen (timing-dependent).
+    How often: ``rate`` (min, max), the share of a cell's runs that show it (``rate: ">=
+    80%"`` in a scenario); else ``strict`` (default): in every run (1, 1), the suite guards
+    its own truth; ``strict: false``: it may happen (0, 1). A cell's counts are judged
+    against the bounds as evidence, not as exact shares (see :func:`harness.expect.judge_runs`).
     """
 
     selector: Selector
@@ -178,6 +181,14 @@ class Expectation:
     reason: str
     strict: bool = True
     line: int = 0
+    rate: tuple[float, float] | None = None
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(min, max) share of runs that show the hazard."""
+        if self.rate is not None:
+            return self.rate
+        return (1.0, 1.0) if self.strict else (0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,8 +626,17 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
             violates.append(text)
         reason = reader.string(entry["reason"][1], "expect.reason")
         strict = reader.boolean(entry["strict"][1], "expect.strict") if "strict" in entry else True
+        rate = None
+        if "rate" in entry:
+            if "strict" in entry:
+                raise reader.error(
+                    entry["rate"][0],
+                    "expect entry: rate and strict both say how often",
+                    expected="one of them (rate replaces strict)",
+                )
+            rate = _rate(reader, entry["rate"][1])
         expect.append(
-            Expectation(selector, tuple(violates), reason, strict, node.start_mark.line + 1)
+            Expectation(selector, tuple(violates), reason, strict, node.start_mark.line + 1, rate)
         )
 
     scenario = Scenario(
@@ -659,6 +679,43 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
                 choices=exc.choices,
             ) from None
     return scenario
+
+
+def parse_rate(text: str) -> tuple[float, float]:
+    """``>= 80%``, ``<= 0.3``, ``20%..60%``, ``100%``: (min, max) shares in [0, 1]."""
+
+    def share(part: str) -> float:
+        part = part.strip()
+        value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(part)
+        return value
+
+    text = text.strip()
+    if text.startswith(">="):
+        low, high = share(text[2:]), 1.0
+    elif text.startswith("<="):
+        low, high = 0.0, share(text[2:])
+    elif ".." in text:
+        first, _, second = text.partition("..")
+        low, high = share(first), share(second)
+    else:
+        low = high = share(text)
+    if low > high:
+        raise ValueError(text)
+    return low, high
+
+
+def _rate(reader: _Reader, node: Node) -> tuple[float, float]:
+    text = reader.string(node, "expect.rate")
+    try:
+        return parse_rate(text)
+    except ValueError:
+        raise reader.error(
+            node,
+            f"expect.rate {text!r}",
+            expected='a share of the runs: ">= 80%", "<= 30%", "20%..60%" or "100%"',
+        ) from None
 
 
 def _phases(reader: _Reader, node: Node, target: Target) -> Phases:

@@ -8,12 +8,14 @@ the setting, the value and what was expected.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import json
 import logging
 import re
 import secrets
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from harness.backends import BackendName
 from harness.deploy.strategies import StrategyName
 from harness.errors import ChaosError, ConfigError, SpecError
-from harness.expect import Judgement, judge, verdicts_of
+from harness.expect import Judgement, judge, judge_runs, judge_verdicts, verdicts_of
 from harness.report import json as results_json
 from harness.report.outcome import RunOutcome
 from harness.scenario import RunCase, parse_shard, run_seed
@@ -31,12 +33,22 @@ from harness.scenario import RunCase, parse_shard, run_seed
 if TYPE_CHECKING:
     from harness.backends.base import Backend, Stack
 
-__all__ = ["ChaosOptions", "ChaosSession", "RunRecord", "replay_command"]
+__all__ = ["CellRecord", "ChaosOptions", "ChaosSession", "RunRecord", "replay_command"]
 
 log = logging.getLogger("deploy_chaos")
 
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 _MAX_SEED = 2**63 - 1
+
+
+def _count(value: str | int, setting: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(setting, value, f"an integer in {low}..{high}") from None
+    if not low <= number <= high:
+        raise ConfigError(setting, value, f"an integer in {low}..{high}")
+    return number
 
 
 def _seed(value: str, setting: str) -> int:
@@ -63,6 +75,12 @@ class ChaosOptions:
     shard: tuple[int, int] | None = None
     pg_image: str | None = None
     proxy_image: str | None = None
+    #: How many times each cell runs (each with its own seed, derived from the run's).
+    repeat: int = 1
+    #: Run only this repetition of each cell (a replay of one run); None: all of them.
+    repetition: int | None = None
+    #: A results.json whose runs these reruns are compared with (a replay).
+    replay_of: Path | None = None
 
     @classmethod
     def parse(
@@ -78,8 +96,31 @@ class ChaosOptions:
         shard: str | None = None,
         pg_image: str | None = None,
         proxy_image: str | None = None,
+        repeat: str | int | None = None,
+        repetition: str | int | None = None,
+        replay_of: str | None = None,
     ) -> ChaosOptions:
         """Check raw values (from options, ini keys or the CLI); ConfigError on a bad one."""
+        repeat_value = _count(repeat, "--chaos-repeat", 1, 1000) if repeat not in (None, "") else 1
+        repetition_value = (
+            _count(repetition, "--chaos-repetition", 0, 999)
+            if repetition not in (None, "")
+            else None
+        )
+        replay_path = Path(replay_of) if replay_of else None
+        if replay_path is not None and not replay_path.is_file():
+            raise ConfigError("--chaos-replay-of", replay_of, "an existing results.json")
+        if (
+            replay_path is not None
+            and report_dir
+            and Path(report_dir).resolve() == replay_path.resolve().parent
+        ):
+            raise ConfigError(
+                "--chaos-report",
+                report_dir,
+                f"another directory than the one of {replay_path} (the replay's results would "
+                "overwrite the results it replays)",
+            )
         chosen: list[StrategyName] = []
         for text in strategies:
             for part in (p.strip() for p in text.split(",")):
@@ -128,7 +169,17 @@ class ChaosOptions:
             shard=shard_value,
             pg_image=pg_image,
             proxy_image=proxy_image,
+            repeat=repeat_value,
+            repetition=repetition_value,
+            replay_of=replay_path,
         )
+
+    @property
+    def repetitions(self) -> tuple[int, ...]:
+        """The repetitions of each cell this session runs."""
+        if self.repetition is not None:
+            return (self.repetition,)
+        return tuple(range(self.repeat))
 
     def selects(self, case: RunCase) -> bool:
         """Whether the strategy and fault filters keep ``case``."""
@@ -142,9 +193,40 @@ def new_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def replay_command(nodeid: str, base_seed: int, backend: BackendName) -> str:
-    """The exact command that replays one run."""
-    argv = ["pytest", nodeid, f"--chaos-seed={base_seed}", f"--chaos-backend={backend.value}"]
+def entry_point() -> list[str]:
+    """How to start ``deploy-chaos`` in this environment: the console script beside the
+    running interpreter (the project's virtualenv), relative to the working directory when
+    under it; else ``python -m harness.cli`` with that interpreter."""
+    here = Path(sys.executable).parent / "deploy-chaos"
+    if not here.exists():
+        return [sys.executable, "-m", "harness.cli"]
+    with contextlib.suppress(ValueError):
+        return [str(here.relative_to(Path.cwd()))]
+    return [str(here)]
+
+
+def replay_command(
+    nodeid: str,
+    base_seed: int,
+    backend: BackendName,
+    repetition: int = 0,
+    results: Path | None = None,
+) -> str:
+    """The exact command that replays one run: the same cell, seed, repetition (hence the
+    same phase schedules), compared with the recorded run when ``results`` is given."""
+    argv = [
+        *entry_point(),
+        "run",
+        nodeid,
+        "--seed",
+        str(base_seed),
+        "--backend",
+        backend.value,
+        "--repetition",
+        str(repetition),
+    ]
+    if results is not None:
+        argv += ["--replay-of", str(results), "--report", str(results.parent / "replay")]
     return shlex.join(argv)
 
 
@@ -163,9 +245,26 @@ class RunRecord:
     replay: str
     wall_s: float
     kept: str | None = None
+    #: Which run of its cell this is (0-based), and of how many.
+    repetition: int = 0
+    runs: int = 1
+    #: The judgement of the whole cell (every repetition), once it is known.
+    cell: Judgement | None = None
+    #: Against the recorded run it replays: ``same``, ``differences`` (a replay only).
+    replay_check: dict[str, Any] | None = None
+
+    @property
+    def rep_key(self) -> str:
+        """The run's key among the runs of a session: the cell's, ``#<n>`` after a repeat."""
+        return self.case.key if self.repetition == 0 else f"{self.case.key}#{self.repetition}"
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "rep_key": self.rep_key,
+            "repetition": self.repetition,
+            "runs": self.runs,
+            "cell": None if self.cell is None else self.cell.to_json(),
+            "replay_check": self.replay_check,
             "key": self.case.key,
             "nodeid": self.nodeid,
             "scenario": self.case.scenario.name,
@@ -187,7 +286,8 @@ class RunRecord:
     def section(self) -> str:
         """The per-run report section: timeline, verdicts, seed and the replay command."""
         lines = [
-            f"run      {self.case.key}",
+            f"run      {self.rep_key}"
+            + (f" (run {self.repetition + 1} of {self.runs})" if self.runs > 1 else ""),
             f"seed     {self.seed} (session seed {self.base_seed})",
             f"replay   {self.replay}",
             f"result   {self.judgement.cell.value}: {self.judgement.summary}",
@@ -198,6 +298,16 @@ class RunRecord:
             lines += [f"kept     {line}" for line in self.kept.splitlines()]
         if self.error:
             lines.append(f"error    {self.error}")
+        if self.replay_check is not None:
+            check = self.replay_check
+            if check.get("recorded") is None:
+                lines.append("replay   no recorded run to compare with")
+            elif check["same"]:
+                lines.append("replay   the same verdicts as the recorded run")
+            else:
+                lines.append("replay   different from the recorded run: " + "; ".join(
+                    check["differences"]
+                ))
         outcome = self.outcome
         if outcome is not None:
             end = outcome.end_state
@@ -260,6 +370,7 @@ class ChaosSession:
     execute: Executor | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _backend: Backend | None = None
+    _recorded_runs: dict[tuple[str, int], dict[str, Any]] | None = None
 
     def backend(self) -> Backend:
         """The session's backend (a stack per run; all torn down by :meth:`close`)."""
@@ -292,10 +403,15 @@ class ChaosSession:
             return self.options.seed
         return self.base_seed if case.scenario.seed is None else case.scenario.seed
 
-    def seed_for(self, case: RunCase) -> int:
-        return run_seed(self.base_seed_for(case), case.key)
+    def seed_for(self, case: RunCase, repetition: int = 0) -> int:
+        """The run's seed: the cell's for its first run, one derived from it for each
+        repetition after."""
+        key = case.key if repetition == 0 else f"{case.key}#{repetition}"
+        return run_seed(self.base_seed_for(case), key)
 
-    def _engine(self, case: RunCase, seed: int, kept: list[str]) -> RunOutcome:
+    def _engine(
+        self, case: RunCase, seed: int, kept: list[str], repetition: int = 0
+    ) -> RunOutcome:
         from harness.deploy.runner import run_chaos
 
         def after_run(stack: Stack, outcome: RunOutcome) -> None:
@@ -304,7 +420,8 @@ class ChaosSession:
 
         history = None
         if self.options.report_dir is not None:
-            history = self.options.report_dir / "histories" / f"{_slug(case.key)}.jsonl"
+            name = case.key if repetition == 0 else f"{case.key}#{repetition}"
+            history = self.options.report_dir / "histories" / f"{_slug(name)}.jsonl"
             history.parent.mkdir(parents=True, exist_ok=True)
         return run_chaos(
             self.backend(),
@@ -336,33 +453,61 @@ class ChaosSession:
         (directory / "README.txt").write_text("\n".join(notes) + "\n")
         return "\n".join([f"evidence in {directory}", *live])
 
-    def run(self, case: RunCase, nodeid: str) -> RunRecord:
-        """Run ``case`` (or have ``execute`` produce it), judge it, record it."""
-        seed = self.seed_for(case)
+    def run(
+        self,
+        case: RunCase,
+        nodeid: str,
+        *,
+        on_run: Callable[[RunRecord], None] | None = None,
+    ) -> CellRecord:
+        """Run ``case`` once per repetition (``options.repeat``; or the one
+        ``options.repetition``), judge the cell from all its runs, record every run."""
+        records = [self.run_once(case, nodeid, r) for r in self.options.repetitions]
+        for record in records:
+            if on_run is not None:
+                on_run(record)
+        judgement = judge_runs(
+            [r.verdicts for r in records],
+            case.expectations,
+            judged=case.scenario.judged,
+            harness_errors=[e for r in records for e in r.judgement.harness_errors],
+        )
+        records = [dataclasses.replace(r, cell=judgement) for r in records]
+        if self.options.report_dir is not None:
+            for record in records:
+                results_json.append_partial(
+                    self.options.report_dir, self.worker, record.to_json()
+                )
+        return CellRecord(case, nodeid, tuple(records), judgement)
+
+    def run_once(self, case: RunCase, nodeid: str, repetition: int = 0) -> RunRecord:
+        """Run one repetition of ``case`` (or have ``execute`` produce it) and judge it."""
+        seed = self.seed_for(case, repetition)
         base = self.base_seed_for(case)
         started = time.monotonic()
         kept: list[str] = []
         outcome: RunOutcome | None = None
         error: str | None = None
-        log.info("deploy-chaos: %s (seed %d)", case.key, seed)
+        log.info("deploy-chaos: %s run %d (seed %d)", case.key, repetition, seed)
         try:
             if self.execute is not None:
                 outcome = self.execute(case, seed, self)
             if outcome is None:
-                outcome = self._engine(case, seed, kept)
+                outcome = self._engine(case, seed, kept, repetition)
         except ChaosError as exc:
             error = f"{type(exc).__name__}: {exc}"
         if outcome is not None:
             judgement = judge(case, outcome)
             verdicts = verdicts_of(outcome)
         else:
-            from harness.expect import judge_verdicts
-
             judgement = judge_verdicts(
                 {}, case.expectations, harness_errors=[error or "no outcome"]
             )
             verdicts = {}
-        record = RunRecord(
+        results = None
+        if self.options.report_dir is not None:
+            results = self.options.report_dir / results_json.RESULTS_FILE
+        return RunRecord(
             case=case,
             nodeid=nodeid,
             seed=seed,
@@ -371,13 +516,115 @@ class ChaosSession:
             verdicts=verdicts,
             outcome=outcome,
             error=error,
-            replay=replay_command(nodeid, base, self.options.backend),
+            replay=replay_command(nodeid, base, self.options.backend, repetition, results),
             wall_s=time.monotonic() - started,
             kept=kept[0] if kept else None,
+            repetition=repetition,
+            runs=len(self.options.repetitions) if self.options.repetition is None else 1,
+            replay_check=self._replay_check(case, repetition, judgement, verdicts, outcome),
         )
-        if self.options.report_dir is not None:
-            results_json.append_partial(self.options.report_dir, self.worker, record.to_json())
-        return record
+
+    def _recorded(self) -> dict[tuple[str, int], dict[str, Any]]:
+        if self._recorded_runs is None:
+            self._recorded_runs = {}
+            if self.options.replay_of is not None:
+                document = results_json.load_results(self.options.replay_of)
+                for record in document["runs"]:
+                    key = (str(record["key"]), int(record.get("repetition", 0)))
+                    self._recorded_runs[key] = record
+        return self._recorded_runs
+
+    def _replay_check(
+        self,
+        case: RunCase,
+        repetition: int,
+        judgement: Judgement,
+        verdicts: dict[str, dict[str, Any]],
+        outcome: RunOutcome | None,
+    ) -> dict[str, Any] | None:
+        """A replay (``--chaos-replay-of``): did this run reach the recorded verdicts, the
+        same cell, and the same phase schedules?"""
+        if self.options.replay_of is None:
+            return None
+        recorded = self._recorded().get((case.key, repetition))
+        if recorded is None:
+            return {"recorded": None, "same": False, "differences": ["no recorded run"]}
+        differences = []
+        before = {n: str(v.get("status")) for n, v in (recorded.get("verdicts") or {}).items()}
+        now = {n: str(v.get("status")) for n, v in verdicts.items()}
+        for name in sorted(set(before) | set(now)):
+            if before.get(name) != now.get(name):
+                differences.append(f"{name} {before.get(name)} -> {now.get(name)}")
+        cell_before = (recorded.get("judgement") or {}).get("cell")
+        if cell_before != judgement.cell.value:
+            differences.append(f"cell {cell_before} -> {judgement.cell.value}")
+        phases_before = [
+            (p.get("name"), p.get("schedule"))
+            for p in ((recorded.get("outcome") or {}).get("phases") or ())
+        ]
+        phases_now = [
+            (p.get("name"), p.get("schedule")) for p in (outcome.phases if outcome else ())
+        ]
+        schedules_same = phases_before == phases_now
+        return {
+            "recorded": recorded.get("rep_key", recorded.get("key")),
+            "seed": recorded.get("seed"),
+            "same": not differences,
+            "differences": differences,
+            "schedules_same": schedules_same,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CellRecord:
+    """A cell of the matrix, run once per repetition and judged from all its runs."""
+
+    case: RunCase
+    nodeid: str
+    runs: tuple[RunRecord, ...]
+    judgement: Judgement
+
+    @property
+    def first(self) -> RunRecord:
+        """The run the cell is shown by: its first run whose own judgement failed, or the
+        first (so that the replay command printed replays a failure)."""
+        return next((r for r in self.runs if r.judgement.cell.failed), self.runs[0])
+
+    @property
+    def seed(self) -> int:
+        return self.first.seed
+
+    @property
+    def replay(self) -> str:
+        return self.first.replay
+
+    @property
+    def verdicts(self) -> dict[str, dict[str, Any]]:
+        return self.first.verdicts
+
+    @property
+    def outcome(self) -> RunOutcome | None:
+        return self.first.outcome
+
+    @property
+    def error(self) -> str | None:
+        return next((r.error for r in self.runs if r.error), None)
+
+    @property
+    def kept(self) -> str | None:
+        return next((r.kept for r in self.runs if r.kept), None)
+
+    def section(self) -> str:
+        """The cell's report section: its judgement over every run, then each run's."""
+        parts = []
+        if len(self.runs) > 1:
+            j = self.judgement
+            parts.append(
+                f"cell     {self.case.key}: {j.cell.value} over {j.runs} runs "
+                f"({j.hits} with a violation): {j.summary}"
+            )
+        parts += [r.section() for r in self.runs]
+        return "\n\n".join(parts)
 
 
 def _slug(text: str) -> str:

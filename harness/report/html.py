@@ -44,6 +44,18 @@ class ReportRun:
     reasons: tuple[str, ...]
     outcome: Mapping[str, Any]
     verdicts: Mapping[str, Any]
+    #: The cell's key (``key`` is the run's: ``#<n>`` after a repeat), the cell's own
+    #: judgement over every run, and how many runs showed a violation.
+    cell_key: str = ""
+    cell_runs: int = 1
+    cell_hits: int = 0
+    cell_verdict: str = ""
+
+    @property
+    def cell_text(self) -> str:
+        """The cell's judgement, with its count after a repeat (``known hazard 3/5``)."""
+        text = self.cell_verdict or self.cell
+        return f"{text} {self.cell_hits}/{self.cell_runs}" if self.cell_runs > 1 else text
 
     @property
     def anchor(self) -> str:
@@ -53,8 +65,14 @@ class ReportRun:
 def _run_from_record(record: Mapping[str, Any]) -> ReportRun:
     outcome = record.get("outcome") or {}
     judgement = record.get("judgement") or {}
-    key = str(record.get("key") or outcome.get("scenario", "?"))
+    cell = record.get("cell") or judgement
+    cell_key = str(record.get("key") or outcome.get("scenario", "?"))
+    key = str(record.get("rep_key") or cell_key)
     return ReportRun(
+        cell_key=cell_key,
+        cell_runs=int(cell.get("runs", 1)),
+        cell_hits=int(cell.get("hits", 0)),
+        cell_verdict=str(cell.get("cell", "")),
         key=key,
         scenario=str(record.get("scenario") or outcome.get("scenario") or key.split("[", 1)[0]),
         fault=str(record.get("fault") or outcome.get("fault", "?")),
@@ -98,8 +116,8 @@ def _strategies(runs: Iterable[ReportRun]) -> list[str]:
 def _scorecard(runs: Sequence[ReportRun]) -> str:
     strategies = _strategies(runs)
     rows: dict[tuple[str, str, str], dict[str, ReportRun]] = {}
-    for run in runs:
-        rows.setdefault((run.scenario, run.fault, run.point), {})[run.strategy] = run
+    for run in runs:  # a cell is shown by its first run (the others link from it)
+        rows.setdefault((run.scenario, run.fault, run.point), {}).setdefault(run.strategy, run)
     out = ['<table class="scorecard"><thead><tr><th>scenario</th><th>fault</th><th>point</th>']
     out += [f"<th>{_e(s)}</th>" for s in strategies]
     out.append("</tr></thead><tbody>")
@@ -110,10 +128,10 @@ def _scorecard(runs: Sequence[ReportRun]) -> str:
             if found is None:
                 out.append('<td class="none">-</td>')
                 continue
-            css = _CELL_CLASS.get(found.cell, "unexpected")
+            css = _CELL_CLASS.get(found.cell_verdict or found.cell, "unexpected")
             out.append(
                 f'<td class="cell {css}" data-run="{_e(found.key)}" title="{_e(found.summary)}">'
-                f'<a href="#{found.anchor}">{_e(found.cell)}</a></td>'
+                f'<a href="#{found.anchor}">{_e(found.cell_text)}</a></td>'
             )
         out.append("</tr>")
     out.append("</tbody></table>")

@@ -30,12 +30,23 @@ __all__ = [
     "load_results",
     "merge_partials",
     "merge_results",
+    "run_key",
     "write_results",
 ]
 
 RESULTS_SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 _PARTIAL_GLOB = "partial-*.jsonl"
+
+
+def run_key(record: Mapping[str, Any]) -> str:
+    """A run's key among a session's runs: its cell's key, ``#<n>`` for a repetition."""
+    return str(record.get("rep_key") or record["key"])
+
+
+def _order(rep_key: str) -> tuple[str, int]:
+    key, _, number = rep_key.partition("#")
+    return key, int(number) if number.isdigit() else 0
 
 
 def append_partial(directory: Path, worker: str, record: Mapping[str, Any]) -> Path:
@@ -73,15 +84,16 @@ def _read_partials(directory: Path) -> list[dict[str, Any]]:
 def write_results(
     directory: Path, records: Iterable[Mapping[str, Any]], *, meta: Mapping[str, Any]
 ) -> Path:
-    """Write ``results.json`` (runs sorted by key; a later record of a key replaces one)."""
+    """Write ``results.json`` (runs sorted by key and repetition; a later record of a run
+    replaces one)."""
     by_key: dict[str, Mapping[str, Any]] = {}
     for record in records:
-        by_key[str(record["key"])] = record
+        by_key[run_key(record)] = record
     document = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **dict(meta),
-        "runs": [by_key[k] for k in sorted(by_key)],
+        "runs": [by_key[k] for k in sorted(by_key, key=_order)],
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / RESULTS_FILE
@@ -123,7 +135,7 @@ def merge_results(paths: Sequence[Path], out_dir: Path) -> Path:
         document = load_results(path)
         seeds.add(document.get("seed"))
         for record in document["runs"]:
-            key = str(record["key"])
+            key = run_key(record)
             if key in records:
                 raise SpecError(f"run {key} appears in more than one file", source=path)
             records[key] = record

@@ -38,6 +38,15 @@ def properties(
     ]
     if judgement.violated:
         props.append((PREFIX + "violated", ",".join(judgement.violated)))
+    props.append((PREFIX + "runs", str(judgement.runs)))
+    props.append((PREFIX + "hits", str(judgement.hits)))
+    if judgement.runs > 1:
+        props.append(
+            (
+                PREFIX + "rates",
+                ",".join(f"{n}={k}/{judgement.runs}" for n, k in judgement.counts),
+            )
+        )
     if judgement.reasons:
         props.append((PREFIX + "reason", " | ".join(judgement.reasons)))
     return props

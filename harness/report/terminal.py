@@ -46,8 +46,17 @@ class ScoreEntry:
     summary: str = ""
     reason: str = ""
     seed: int | None = None
-    #: The judged verdicts that were invalid.
+    #: The judged verdicts that were invalid (in some run of the cell).
     violated: tuple[str, ...] = ()
+    #: How many times the cell ran, and in how many runs a judged verdict was invalid.
+    runs: int = 1
+    hits: int = 0
+
+    @property
+    def symbol(self) -> str:
+        """``pass``, ``HAZARD``, ``FAIL``, ``ERROR``; with the count after a repeat."""
+        base = _SYMBOL[self.cell]
+        return f"{base} {self.hits}/{self.runs}" if self.runs > 1 else base
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -78,7 +87,7 @@ def render_scorecard(entries: Iterable[ScoreEntry], *, seed: int | None = None) 
                 if entry is None:
                     row.append("-")
                     continue
-                symbol = _SYMBOL[entry.cell]
+                symbol = entry.symbol
                 base = control.get(strategy)
                 if base is not None and entry is not base and _differs(entry, base):
                     symbol += "*"
@@ -145,14 +154,22 @@ def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | 
         reason=props.get("reason", ""),
         seed=int(seed) if seed.isdigit() else None,
         violated=tuple(v for v in props.get("violated", "").split(",") if v),
+        runs=int(props.get("runs", "1") or 1),
+        hits=int(props.get("hits", "0") or 0),
     )
 
 
 def entries_from_results(document: Mapping[str, Any]) -> list[ScoreEntry]:
-    """Scorecard entries from a results.json document."""
+    """Scorecard entries from a results.json document: one per cell (the runs of a repeated
+    cell carry the cell's judgement)."""
     entries = []
+    seen: set[str] = set()
     for run in document.get("runs", ()):
-        judgement = run.get("judgement", {})
+        key = str(run.get("key"))
+        if key in seen:
+            continue
+        seen.add(key)
+        judgement = run.get("cell") or run.get("judgement", {})
         order = run.get("order") or [0, 0, 0]
         entries.append(
             ScoreEntry(
@@ -167,6 +184,8 @@ def entries_from_results(document: Mapping[str, Any]) -> list[ScoreEntry]:
                 reason=" | ".join(judgement.get("reasons", ())),
                 seed=run.get("seed"),
                 violated=tuple(judgement.get("violated", ())),
+                runs=int(judgement.get("runs", 1)),
+                hits=int(judgement.get("hits", 0)),
             )
         )
     return entries

@@ -43,7 +43,7 @@ from harness.workload.history import (
     is_error,
 )
 from harness.workload.model import Answer, Call, Completion, Draw, Model, WorkloadSpec
-from harness.workload.phases import PhaseResult, ScheduleItem, build_schedule
+from harness.workload.phases import PhaseResult, ScheduleItem, build_schedule, schedule_digest
 
 if TYPE_CHECKING:
     from faker import Faker
@@ -377,6 +377,7 @@ class ClientWorkload:
             seed=self.seed, phase=name, operations=self.operations, groups=groups, quota=quota
         )
         result.scheduled = len(items)
+        result.schedule = schedule_digest(items)
         run = _PhaseRun(result, items, time.monotonic() + timeout)
         previous = self._label
         with self._phase_lock:

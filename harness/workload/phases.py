@@ -36,6 +36,7 @@ __all__ = [
     "ScheduleItem",
     "build_schedule",
     "item_seed",
+    "schedule_digest",
 ]
 
 #: What a scenario's ``phases:`` may set, and the types.
@@ -74,6 +75,12 @@ class ScheduleItem:
     instance: int
     release: str | None
     seed: int
+
+
+def schedule_digest(items: Sequence[ScheduleItem]) -> str:
+    """A short digest of a schedule: each entry's operation, group and instance, in order."""
+    text = ";".join(f"{i.f}|{i.group}|{i.instance}" for i in items)
+    return f"{zlib.crc32(text.encode()):08x}-{len(items)}"
 
 
 def item_seed(seed: int, phase: str, number: int) -> int:
@@ -123,6 +130,9 @@ class PhaseResult:
     timed_out: bool = False
     #: group -> operation -> how many were served (reached their release).
     coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: A digest of the schedule (each entry's operation, group and instance, in order): two
+    #: runs with the same digest sent the same phase.
+    schedule: str = ""
 
     @property
     def seconds(self) -> float:
@@ -145,6 +155,7 @@ class PhaseResult:
             "timed_out": self.timed_out,
             "dropped": list(self.dropped[:10]),
             "coverage": {g: dict(c) for g, c in self.coverage.items()},
+            "schedule": self.schedule,
         }
 
     def describe(self) -> str:

@@ -8,6 +8,7 @@ without starting anything; ``test_xdist_equals_serial_on_real_runs`` runs real s
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -137,8 +138,9 @@ expect:
     assert '"rows"' in out, "the evidence is shown"
     assert "42" in out
     assert "declared hazard did not happen: schema_compatible" in out
-    assert "replay: pytest" in out
-    assert "--chaos-seed=" in out
+    assert "replay: " in out
+    assert "deploy-chaos run 'scenarios/" in out, "the project's own entry point"
+    assert "--seed " in out
     result.stdout.fnmatch_lines(
         [
             "*deploy-chaos scorecard*",
@@ -303,7 +305,8 @@ def test_results_json_and_junit_properties(pytester: pytest.Pytester) -> None:
     assert props["chaos.strategy"] == "halt"
     assert props["chaos.seed"].isdigit()
     assert props["chaos.verdicts"] == "conservation=invalid,recovery=valid"
-    assert "--chaos-seed=11" in props["chaos.replay"]
+    assert "--seed 11" in props["chaos.replay"]
+    assert props["chaos.runs"] == "1"
 
 
 def test_xdist_equals_serial_in_verdicts(pytester: pytest.Pytester) -> None:
@@ -371,3 +374,116 @@ strategies: [rollback, halt]
     ]
     assert len(notes) == 2
     assert all(n.startswith("started: 3 clients, 20 ops/s") for n in notes), notes
+
+
+#: An engine whose verdicts follow the run's seed: conservation is invalid for odd seeds.
+SEEDED_ENGINE = """\
+from harness.report.outcome import RunOutcome
+
+
+def pytest_deploy_chaos_execute(case, seed, session):
+    status = "invalid" if seed % 2 else "valid"
+    return RunOutcome(
+        scenario=case.scenario.name, target="ledger", source="v1", dest="v2",
+        fault=case.fault.name, point=case.point.name, strategy=case.strategy.value,
+        seed=seed, backend="fake", run_id="fake", plan=(),
+        verdicts={"recovery": {"status": "valid", "evidence": {}},
+                  "conservation": {"status": status, "evidence": {}}},
+        recovered=True, duration_s=1.0,
+    )
+"""
+
+
+def _rates_scenario(pytester: pytest.Pytester, rate: str) -> None:
+    _scenario(
+        pytester,
+        f"""\
+scenario: r
+target: {LEDGER}
+upgrade: {{from: v1, to: v2, fix: v2.1}}
+seed: 5
+faults: [db_crash]
+points: [before:migrate:0003, during:migrate:0004]
+strategies: [rollback, halt]
+expect:
+  - violates: [conservation]
+    rate: "{rate}"
+    reason: the conservation draw
+""",
+    )
+
+
+def test_repeat_runs_each_cell_n_times_and_the_scorecard_shows_counts(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(SEEDED_ENGINE)
+    _rates_scenario(pytester, "20%..80%")
+    result = pytester.runpytest("scenarios/", "--chaos-repeat=6", "--chaos-report=out")
+    result.assert_outcomes(xfailed=4)
+    document = json.loads((pytester.path / "out" / "results.json").read_text())
+    runs = document["runs"]
+    assert len(runs) == 4 * 6, "results.json keeps every run"
+    by_cell: dict[str, list[dict[str, object]]] = {}
+    for run in runs:
+        by_cell.setdefault(run["key"], []).append(run)
+    for cell_runs in by_cell.values():
+        assert sorted(r["repetition"] for r in cell_runs) == list(range(6))
+        assert len({r["seed"] for r in cell_runs}) == 6, "each repetition its own seed"
+        odd = sum(1 for r in cell_runs if r["seed"] % 2)
+        assert {r["cell"]["hits"] for r in cell_runs} == {odd}
+        assert {r["cell"]["runs"] for r in cell_runs} == {6}
+    out = result.stdout.str()
+    assert re.search(r"db_crash +before:migrate:0003 +HAZARD [1-6]/6", out), out
+
+
+def test_a_rate_the_counts_contradict_fails_the_cell(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(SEEDED_ENGINE)
+    _rates_scenario(pytester, "100%")  # strict: every run
+    result = pytester.runpytest("scenarios/", "--chaos-repeat=4")
+    out = result.stdout.str()
+    assert "declared hazard did not happen as often as declared: conservation" in out
+    _rates_scenario(pytester, "<= 0%")
+    result = pytester.runpytest("scenarios/", "--chaos-repeat=4")
+    assert "happened more often than declared: conservation" in result.stdout.str()
+
+
+def test_a_replay_reruns_one_run_and_says_whether_it_reached_the_same_verdicts(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(SEEDED_ENGINE)
+    _rates_scenario(pytester, ">= 0%")
+    pytester.runpytest("scenarios/", "--chaos-repeat=3", "--chaos-report=out")
+    recorded = json.loads((pytester.path / "out" / "results.json").read_text())["runs"]
+    key = "r[db_crash-during:migrate:0004-halt]"
+    second = next(r for r in recorded if r["key"] == key and r["repetition"] == 2)
+    replay = second["replay"]
+    assert " --repetition 2 " in replay
+    assert "--replay-of out/results.json" in replay
+    result = pytester.runpytest(
+        f"scenarios/ledger.yaml::{key}",
+        "--chaos-seed=5",
+        "--chaos-repetition=2",
+        "--chaos-replay-of=out/results.json",
+        "--chaos-report=out/replay",
+        "-rA",
+    )
+    assert "replay: 1 of 1 run(s) reached the recorded run's verdicts" in result.stdout.str()
+    again = json.loads((pytester.path / "out" / "replay" / "results.json").read_text())["runs"]
+    assert [(r["seed"], r["replay_check"]["same"]) for r in again] == [(second["seed"], True)]
+    # A different seed replays something else: it says so.
+    other = pytester.runpytest(
+        f"scenarios/ledger.yaml::{key}",
+        "--chaos-seed=6",
+        "--chaos-repetition=2",
+        "--chaos-replay-of=out/results.json",
+        "--chaos-report=out/replay2",
+        "-rA",
+    )
+    assert "replay: " in other.stdout.str()
+    check = json.loads((pytester.path / "out" / "replay2" / "results.json").read_text())["runs"][0]
+    assert check["replay_check"]["same"] is (check["seed"] % 2 == second["seed"] % 2)
+    # The replay never overwrites the results it replays.
+    refused = pytester.runpytest(
+        "scenarios/", "--chaos-replay-of=out/results.json", "--chaos-report=out"
+    )
+    assert "overwrite the results it replays" in refused.stderr.str()

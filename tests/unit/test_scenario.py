@@ -225,3 +225,52 @@ def test_network_faults_plug_in_by_name() -> None:
     assert "reset_peer" in registry.names
     with pytest.raises(SpecError, match="latency"):
         registry.parse("latency(fast)")
+
+
+def test_phases_availability_rates_and_the_control_reach_the_runs(tmp_path: Path) -> None:
+    text = BASE.replace("faults: [", "faults: [no_fault, ") + (
+        "phases: {bake: 5, soak: 0, timeout: 20s}\n"
+        "availability: {max_error_rate: 2%, max_unavailable: 1.5s}\n"
+        "expect:\n"
+        "  - {strategy: rollback, violates: [conservation], rate: '>= 80%', reason: r}\n"
+    )
+    scenario = _load(tmp_path, text)
+    runs = scenario.runs()  # type: ignore[attr-defined]
+    control = [r for r in runs if r.fault.name == "no_fault"]
+    assert [r.key for r in control] == ["s[no_fault-none-rollback]", "s[no_fault-none-halt]"]
+    spec = runs[0].run_spec(1)
+    assert (spec.phases.warmup, spec.phases.bake, spec.phases.soak, spec.phases.timeout) == (
+        3,
+        5,
+        0,
+        20.0,
+    )
+    assert spec.availability.max_error_rate == pytest.approx(0.02)
+    assert spec.availability.max_unavailable_s == pytest.approx(1.5)
+    (expectation,) = runs[0].expectations
+    assert expectation.bounds == (0.8, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("phases: {bake: -1}\n", "phases.bake -1"),
+        ("phases: {quota: 3}\n", "unknown key 'quota'"),
+        ("availability: {max_error_rate: 150%}\n", "availability.max_error_rate '150%'"),
+        ("availability: {}\n", "sets no budget"),
+        (
+            "expect:\n  - {violates: [conservation], reason: r, rate: often}\n",
+            "expect.rate 'often'",
+        ),
+        (
+            "expect:\n  - {violates: [conservation], reason: r, rate: '50%', strict: false}\n",
+            "rate and strict both say how often",
+        ),
+    ],
+)
+def test_bad_phases_availability_and_rates_name_the_line(
+    tmp_path: Path, extra: str, message: str
+) -> None:
+    error = _error(tmp_path, BASE + extra)
+    assert (error.line or 0) >= 9, str(error)
+    assert message in str(error)

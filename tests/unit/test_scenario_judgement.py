@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SpecError
-from harness.expect import Cell, judge_verdicts, verdicts_of
+from harness.expect import Cell, binomial_tail, judge_runs, judge_verdicts, verdicts_of
 from harness.report import json as results_json
 from harness.report.outcome import RunError, RunOutcome
 from harness.report.terminal import ScoreEntry, render_scorecard
-from harness.scenario import Expectation, Selector
+from harness.scenario import Expectation, Selector, parse_rate
 
 V = "valid"
 X = "invalid"
@@ -143,3 +143,52 @@ def test_partials_merge_into_results_and_shards_merge(tmp_path: Path) -> None:
     assert [r["key"] for r in results_json.load_results(merged)["runs"]] == ["s[1]", "s[2]", "s[3]"]
     with pytest.raises(SpecError, match="more than one file"):
         results_json.merge_results([merged, merged], tmp_path / "n")
+
+
+def _rated(name: str, rate: tuple[float, float]) -> Expectation:
+    return Expectation(Selector(), (name,), f"because {name}", rate=rate)
+
+
+@pytest.mark.parametrize(
+    ("rate", "hits", "runs", "cell"),
+    [
+        ((1.0, 1.0), 5, 5, Cell.HAZARD),  # strict, every run
+        ((1.0, 1.0), 4, 5, Cell.UNEXPECTED),  # strict: one miss is enough
+        ((0.8, 1.0), 0, 1, Cell.PASS),  # one run cannot contradict 80 %
+        ((0.8, 1.0), 0, 5, Cell.UNEXPECTED),  # none in five does
+        ((0.8, 1.0), 3, 5, Cell.HAZARD),  # 3/5 is plausible under 80 %
+        ((0.0, 0.3), 3, 5, Cell.HAZARD),  # and under 30 %
+        ((0.0, 0.3), 5, 5, Cell.UNEXPECTED),  # five in five is not
+        ((0.0, 1.0), 0, 5, Cell.PASS),  # "may": never contradicted
+    ],
+)
+def test_a_cell_is_judged_by_whether_its_counts_contradict_the_declared_rate(
+    rate: tuple[float, float], hits: int, runs: int, cell: Cell
+) -> None:
+    verdicts = [_v(recovery=V, conservation=X if i < hits else V) for i in range(runs)]
+    judgement = judge_runs(verdicts, [_rated("conservation", rate)])
+    assert judgement.cell is cell, judgement.summary
+    assert (judgement.runs, judgement.hits) == (runs, hits)
+    assert dict(judgement.counts).get("conservation", 0) == hits
+
+
+def test_binomial_tails() -> None:
+    assert binomial_tail(0, 5, 0.8, upper=False) == pytest.approx(0.2**5)
+    assert binomial_tail(5, 5, 0.3, upper=True) == pytest.approx(0.3**5)
+    assert binomial_tail(3, 5, 0.5, upper=False) + binomial_tail(4, 5, 0.5, upper=True) == (
+        pytest.approx(1.0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds"),
+    [(">= 80%", (0.8, 1.0)), ("<= 0.3", (0.0, 0.3)), ("20%..60%", (0.2, 0.6)), ("100%", (1, 1))],
+)
+def test_rates_parse(text: str, bounds: tuple[float, float]) -> None:
+    assert parse_rate(text) == pytest.approx(bounds)
+
+
+@pytest.mark.parametrize("text", ["often", "120%", "60%..20%", ">= -1"])
+def test_bad_rates_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(text)
