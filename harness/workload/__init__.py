@@ -34,6 +34,7 @@ from harness.workload.model import (
     default_completion,
     fill_path,
 )
+from harness.workload.phases import Phases
 
 __all__ = [
     "Answer",
@@ -52,6 +53,7 @@ __all__ = [
     "Op",
     "OpType",
     "Operation",
+    "Phases",
     "Scalar",
     "Value",
     "WorkloadSpec",

@@ -440,6 +440,10 @@ class ClientWorkload:
 
     def _phase_step(self, run: _PhaseRun, state: _ClientState, fake: Faker, slot: _Slot) -> bool:
         """Send the phase's next entry; False when the workload is stopping."""
+        limit = self.spec.phases.clients
+        if limit and state.number >= limit:
+            run.wait_progress(0.05)  # not one of the phase's senders: wait for its end
+            return not self._stop.is_set()
         taken = run.take()
         if taken is None:
             # Nothing to take: the others' entries are in flight, or the phase is served and

@@ -40,7 +40,13 @@ __all__ = [
 ]
 
 #: What a scenario's ``phases:`` may set, and the types.
-PHASE_SETTINGS: dict[str, type] = {"warmup": int, "bake": int, "soak": int, "timeout": float}
+PHASE_SETTINGS: dict[str, type] = {
+    "warmup": int,
+    "bake": int,
+    "soak": int,
+    "timeout": float,
+    "clients": int,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +54,24 @@ class Phases:
     """How much traffic each phase carries (see the module doc); 0 turns a phase off.
 
     ``timeout``: seconds a phase may take before it ends short (recorded, not an error).
+    ``clients``: how many of the workload's clients send a phase's entries (0: all of
+    them); 1 sends them one after the other, so each entry's draw sees the answers to every
+    entry before it, whatever the timing.
     """
 
     warmup: int = 3
     bake: int = 3
     soak: int = 3
     timeout: float = 15.0
+    clients: int = 0
 
     def __post_init__(self) -> None:
         for name in ("warmup", "bake", "soak"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
                 raise SpecError(f"phases.{name} {value!r}", expected="an integer in 0..1000")
+        if isinstance(self.clients, bool) or not isinstance(self.clients, int) or self.clients < 0:
+            raise SpecError(f"phases.clients {self.clients!r}", expected="an integer >= 0")
         if not 0 < self.timeout <= 600:
             raise SpecError(f"phases.timeout {self.timeout!r}", expected="0 < seconds <= 600")
 

@@ -4,6 +4,7 @@ leaves no thread behind, requests are spread over the instances, runs are seeded
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -31,6 +32,7 @@ from harness.workload import (
     ErrorKind,
     HttpMethod,
     OpType,
+    Phases,
     WorkloadSpec,
     default_completion,
     read_jsonl,
@@ -67,6 +69,10 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour.hits[f"{self.server.server_port}{self.path}"] += 1
         if self.path == "/hang":
             behaviour.release.wait(30)
+            return
+        if self.path == "/slow":
+            time.sleep(0.02)  # long enough for concurrent senders to overlap
+            self._answer(201, {"id": behaviour.hits.total(), "error": "no"})
             return
         status = {"/ok": 201, "/reject": 409, "/down": 503}[self.path]
         self._answer(status, {"id": behaviour.hits.total(), "error": "no"})
@@ -241,6 +247,36 @@ def test_the_same_seed_issues_the_same_requests(servers: tuple[list[str], Behavi
     print("workload seeds 11 and 12")
     assert invokes(11) == invokes(11)
     assert invokes(11) != invokes(12)
+
+
+@pytest.mark.parametrize("senders", [1, 2])
+def test_a_phase_can_be_sent_by_fewer_clients_than_the_workload_has(
+    servers: tuple[list[str], Behaviour], senders: int
+) -> None:
+    urls, _ = servers
+    spec = WorkloadSpec(
+        model=lambda: PathModel({"/slow": 1}), clients=4, rate=0, phases=Phases(clients=senders)
+    )
+    workload = ClientWorkload(spec, seed=5)
+    print("workload seed 5")
+    workload.start_urls(urls)
+    try:
+        result = workload.run_phase("bake:x", {"all": [(0, None), (1, None)]}, 8, 15.0)
+    finally:
+        workload.stop()
+    assert result.complete, result.describe()
+    ops = [o for o in workload.history.operations() if o.phase == "bake:x"]
+    assert len(ops) == 8
+    assert {o.process for o in ops} <= set(range(senders)), "only the first clients send"
+    if senders == 1:
+        ops.sort(key=lambda o: o.invoke_time)
+        for before, after in itertools.pairwise(ops):
+            assert after.invoke_time >= before.complete_time, "one after the other"
+
+
+def test_a_phase_sender_count_below_zero_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"phases\.clients"):
+        Phases(clients=-1)
 
 
 def test_error_budget_is_the_detection_interface(servers: tuple[list[str], Behaviour]) -> None:
