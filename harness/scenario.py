@@ -294,9 +294,7 @@ class Scenario:
         out = []
         for fi, f in enumerate(self.faults):
             points = (
-                (PointSpec(NO_POINT, f.line),)
-                if f.fault.kind is FaultKind.CONTROL
-                else self.points
+                (PointSpec(NO_POINT, f.line),) if f.fault.kind is FaultKind.CONTROL else self.points
             )
             for pi, p in enumerate(points):
                 for si, s in enumerate(self.strategies):
@@ -486,9 +484,7 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
     )
     description = reader.string(value("description"), "description") if "description" in top else ""
     phases = _phases(reader, value("phases"), target) if "phases" in top else None
-    availability = (
-        _availability(reader, value("availability")) if "availability" in top else None
-    )
+    availability = _availability(reader, value("availability")) if "availability" in top else None
 
     # The plan, for checking points and faults against it.
     from harness.deploy.plan import build_plan

@@ -305,9 +305,9 @@ class RunRecord:
             elif check["same"]:
                 lines.append("replay   the same verdicts as the recorded run")
             else:
-                lines.append("replay   different from the recorded run: " + "; ".join(
-                    check["differences"]
-                ))
+                lines.append(
+                    "replay   different from the recorded run: " + "; ".join(check["differences"])
+                )
         outcome = self.outcome
         if outcome is not None:
             end = outcome.end_state
@@ -409,9 +409,7 @@ class ChaosSession:
         key = case.key if repetition == 0 else f"{case.key}#{repetition}"
         return run_seed(self.base_seed_for(case), key)
 
-    def _engine(
-        self, case: RunCase, seed: int, kept: list[str], repetition: int = 0
-    ) -> RunOutcome:
+    def _engine(self, case: RunCase, seed: int, kept: list[str], repetition: int = 0) -> RunOutcome:
         from harness.deploy.runner import run_chaos
 
         def after_run(stack: Stack, outcome: RunOutcome) -> None:
@@ -475,9 +473,7 @@ class ChaosSession:
         records = [dataclasses.replace(r, cell=judgement) for r in records]
         if self.options.report_dir is not None:
             for record in records:
-                results_json.append_partial(
-                    self.options.report_dir, self.worker, record.to_json()
-                )
+                results_json.append_partial(self.options.report_dir, self.worker, record.to_json())
         return CellRecord(case, nodeid, tuple(records), judgement)
 
     def run_once(self, case: RunCase, nodeid: str, repetition: int = 0) -> RunRecord:

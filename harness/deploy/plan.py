@@ -54,9 +54,7 @@ class Plan:
         """What ``verify`` expects applied: the destination's expand migrations, and the
         contract migrations the source already had (a plan never undoes them)."""
         have = set(self.source.migrations)
-        return [
-            m for m in self.dest.migrations if m in self.dest.expand_migrations or m in have
-        ]
+        return [m for m in self.dest.migrations if m in self.dest.expand_migrations or m in have]
 
     @property
     def step_names(self) -> tuple[str, ...]:

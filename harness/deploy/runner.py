@@ -532,8 +532,7 @@ class _DuringTrigger:
         point = self._point
         if point.statement is not None:
             return (
-                f"the step ended before a statement matching {point.statement!r} was seen "
-                "running"
+                f"the step ended before a statement matching {point.statement!r} was seen running"
             )
         return f"the step ended before {point.effective_delay:.2f}s had passed"
 
@@ -737,9 +736,7 @@ def run_chaos(
         workload = ClientWorkload(workload_spec, seed=spec.seed)
         say(f"{outcome.run_key}: workload seed {spec.seed}")
     settings = (
-        workload.spec.phases
-        if isinstance(workload, ClientWorkload)
-        else (spec.phases or Phases())
+        workload.spec.phases if isinstance(workload, ClientWorkload) else (spec.phases or Phases())
     )
     client_timeout = workload.spec.timeout if isinstance(workload, ClientWorkload) else 2.0
     data_seed = spec.seed if spec.data_seed is None else spec.data_seed
@@ -784,8 +781,18 @@ def run_chaos(
                 )
             traffic.warmup()
             detection = _walk_plan(
-                stack, plan, spec, ctx, faults, timeline, workload, say, traffic, deploy,
-                errors, controller,
+                stack,
+                plan,
+                spec,
+                ctx,
+                faults,
+                timeline,
+                workload,
+                say,
+                traffic,
+                deploy,
+                errors,
+                controller,
             )
             if detection is None and faults.pending_durations():
                 traffic.label("hold")
@@ -854,9 +861,7 @@ def run_chaos(
                 traffic_ended = time.monotonic()
                 if workload is not None:
                     outcome.history_stats, problems = stop_workload(workload)
-                    errors.extend(
-                        RunError("workload", n, "WorkloadError", m) for n, m in problems
-                    )
+                    errors.extend(RunError("workload", n, "WorkloadError", m) for n, m in problems)
             outcome.end_state = read_end_state(stack, balancer)
             balancer.close()
             settled, waited = settle(stack, client_timeout + 1.0)

@@ -128,8 +128,11 @@ class TerminateBackends:
             raise NothingToActOn(
                 self.name,
                 "no client connection to the database"
-                + (f" whose application_name matches {self.application_name!r}"
-                   if self.application_name else ""),
+                + (
+                    f" whose application_name matches {self.application_name!r}"
+                    if self.application_name
+                    else ""
+                ),
             )
         return Injected({"connections_terminated": terminated})
 

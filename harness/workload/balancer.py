@@ -83,9 +83,7 @@ class _Member:
         self.in_flight = 0
         self.ok_streak = 0
         self.fail_streak = 0
-        self.answers: collections.deque[tuple[float, str]] = collections.deque(
-            maxlen=_ANSWERS_KEPT
-        )
+        self.answers: collections.deque[tuple[float, str]] = collections.deque(maxlen=_ANSWERS_KEPT)
 
     @property
     def index(self) -> int:
@@ -206,7 +204,8 @@ class Balancer:
                     wanted = [
                         m
                         for m in members
-                        if m.state is MemberState.IN and release is not None
+                        if m.state is MemberState.IN
+                        and release is not None
                         and m.release == release
                     ]
                 if not wanted:
@@ -394,4 +393,3 @@ class Balancer:
             from harness.report.outcome import EventKind
 
             self._timeline.add(EventKind.BALANCER, f"app{member.index}", detail)
-

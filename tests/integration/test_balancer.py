@@ -160,9 +160,7 @@ def test_a_refused_connection_ejects_and_health_checks_readmit(
             timeout=5,
         )
         endpoints[0].start()  # restarted on the same port
-        wait_for(
-            lambda: balancer.state(0) is MemberState.IN, what="readmission", timeout=5
-        )
+        wait_for(lambda: balancer.state(0) is MemberState.IN, what="readmission", timeout=5)
 
 
 def test_failed_health_checks_eject_without_being_told(endpoints: list[_Endpoint]) -> None:

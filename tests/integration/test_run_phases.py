@@ -71,9 +71,7 @@ def test_a_clean_rolling_deploy_has_no_client_errors(
     assert outcome.detected is None
     assert outcome.errors == ()
     stats = outcome.history_stats
-    errors = [
-        (o.phase, o.f, o.error) for o in read_jsonl(history_file).operations() if o.is_error
-    ]
+    errors = [(o.phase, o.f, o.error) for o in read_jsonl(history_file).operations() if o.is_error]
     # The rollouts cost no client a thing. A migration's DDL takes its table's lock (v2.1's
     # contract holds both tables while it backfills stragglers), so on a loaded machine a
     # request may hit its 1 s lock timeout while a migration runs (seen in 1 of 4 runs beside
@@ -326,9 +324,7 @@ def test_a_killed_instance_hits_its_clients_until_the_balancer_notices(
     assert hit, "the kill hit instance 1's clients"
     assert all(not o.reached or o.type.value == "info" for o in hit), hit
     # After the ejection (a client that had already picked it may still have sent one):
-    late = [
-        o for o in ops if o.instance == 1 and ejected[0] + 0.05 < o.invoke_time < healed_at
-    ]
+    late = [o for o in ops if o.instance == 1 and ejected[0] + 0.05 < o.invoke_time < healed_at]
     assert late == [], late
 
 
