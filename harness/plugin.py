@@ -291,7 +291,7 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         from harness.expect import Cell, evidence_text
-        from harness.report.junit import PREFIX, properties
+        from harness.report.junit import PREFIX, properties, run_properties
 
         session = self.config.stash[_session_key]
         hook = self.config.hook
@@ -309,6 +309,9 @@ class ScenarioItem(pytest.Item):
         if checks:
             same = sum(1 for c in checks if c["same"])
             self.user_properties.append((PREFIX + "replay_same", f"{same}/{len(checks)}"))
+        outcome = record.first.outcome
+        if outcome is not None:
+            self.user_properties.extend(run_properties(outcome))
         self.user_properties.append((PREFIX + "order", ",".join(map(str, self.case.order))))
         self.user_properties.append((PREFIX + "summary", record.judgement.summary))
         self.user_properties.append((PREFIX + "replay", record.replay))

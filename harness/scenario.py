@@ -44,6 +44,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harness._loader import load_target
+from harness.deploy.canary import CANARY_SETTINGS, Canary
+from harness.deploy.plan import canary_weights
 from harness.deploy.points import NO_POINT, FaultPoint, When, parse_point
 from harness.deploy.runner import RunSpec
 from harness.deploy.strategies import StrategyName
@@ -109,6 +111,7 @@ _TOP_KEYS = (
     "health_grace",
     "phases",
     "availability",
+    "canary",
 )
 _REQUIRED = ("scenario", "target", "upgrade", "faults", "points", "strategies")
 _SELECTOR_KEYS = ("fault", "point", "strategy")
@@ -249,6 +252,8 @@ class RunCase:
             kwargs["phases"] = sc.phases
         if sc.availability is not None:
             kwargs["availability"] = sc.availability
+        if sc.canary is not None:
+            kwargs["canary"] = sc.canary
         return RunSpec(
             sc.target,
             sc.upgrade.source,
@@ -287,6 +292,8 @@ class Scenario:
     phases: Phases | None = None
     #: The availability budget (None: measured, not judged).
     availability: Availability | None = None
+    #: A weighted canary (weight steps after the first rollout, each analysed).
+    canary: Canary | None = None
 
     def runs(self) -> tuple[RunCase, ...]:
         """Every run of the matrix, faults x points x strategies minus ``exclude``; the
@@ -485,6 +492,7 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
     description = reader.string(value("description"), "description") if "description" in top else ""
     phases = _phases(reader, value("phases"), target) if "phases" in top else None
     availability = _availability(reader, value("availability")) if "availability" in top else None
+    canary = _canary(reader, value("canary"), instances) if "canary" in top else None
 
     # The plan, for checking points and faults against it.
     from harness.deploy.plan import build_plan
@@ -499,6 +507,7 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
             target.release(upgrade.source),
             target.release(upgrade.dest),
             instances=instances,
+            canary=canary.weights if canary is not None else (),
         ),
     )
     recover_after = None
@@ -657,6 +666,7 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
         health_grace=health_grace,
         phases=phases,
         availability=availability,
+        canary=canary,
     )
     runs = scenario.runs()
     if not runs:
@@ -725,6 +735,43 @@ def _phases(reader: _Reader, node: Node, target: Target) -> Phases:
         else:
             values[key] = reader.duration(value_node, f"phases.{key}")
     return _catch(reader, node, "phases", lambda: replace(base, **values))
+
+
+def _percent(reader: _Reader, node: Node, what: str) -> float:
+    """``5%`` or ``0.05`` as a fraction in [0, 1)."""
+    text = reader.string(node, what)
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise reader.error(node, f"{what} {text!r}", expected="a percentage such as 5% (< 100%)")
+    return value
+
+
+def _canary(reader: _Reader, node: Node, instances: int) -> Canary:
+    """``canary: [10, 50, 100]`` or ``canary: {weights: [10, 50], samples: 10, window: 10s,
+    max_excess: 5%, min_errors: 2}`` (see harness.deploy.canary)."""
+    settings: dict[str, Any] = {}
+    weights_node = node
+    if isinstance(node, MappingNode):
+        entry = reader.mapping(node, "canary", CANARY_SETTINGS, ("weights",))
+        weights_node = entry["weights"][1]
+        for key, (_, value_node) in entry.items():
+            if key in ("samples", "min_errors"):
+                settings[key] = reader.integer(value_node, f"canary.{key}", 1)
+            elif key == "window":
+                settings[key] = reader.duration(value_node, "canary.window")
+            elif key == "max_excess":
+                settings[key] = _percent(reader, value_node, "canary.max_excess")
+    weights = []
+    for weight_node in reader.seq(weights_node, "canary weights"):
+        weight = reader.integer(weight_node, "canary weight", 1)
+        if weight > 100:
+            raise reader.error(weight_node, f"canary weight {weight}", expected="a percent <= 100")
+        weights.append(weight)
+    _catch(reader, weights_node, "canary", lambda: canary_weights(weights, instances))
+    return _catch(reader, node, "canary", lambda: Canary(tuple(weights), **settings))
 
 
 def _availability(reader: _Reader, node: Node) -> Availability:

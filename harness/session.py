@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.backends import BackendName
+from harness.deploy.canary import exposure_text
 from harness.deploy.strategies import StrategyName
 from harness.errors import ChaosError, ConfigError, SpecError
 from harness.expect import Judgement, judge, judge_runs, judge_verdicts, verdicts_of
@@ -313,6 +314,11 @@ class RunRecord:
             end = outcome.end_state
             lines.append(f"plan     {' -> '.join(outcome.plan)}")
             lines.append(f"detected {outcome.detected or '-'}; recovered {outcome.recovered}")
+            for analysis in outcome.analysis:
+                lines.append(
+                    f"analysis {analysis['step']}: {analysis['verdict']}: {analysis['detail']}"
+                )
+            lines.append(f"exposure {exposure_text(outcome.exposure)}")
             if end is not None:
                 lines.append(
                     f"end      migrations {list(end.migrations or [])}, "

@@ -105,6 +105,7 @@ def target() -> Target:
             _release("v2-unhealthy", runs="v2", bug="unhealthy"),
             _release("v2-lose-cent", runs="v2", bug="lose_cent"),
             _release("v2-no-reconnect", runs="v2", bug="no_reconnect"),
+            _release("v2-fail-transfers", runs="v2", bug="fail_transfers"),
         ),
         seed_command=("{python}", "-m", "ledger.seed", "--seed", "{seed}"),
         applied_migrations_sql=APPLIED_MIGRATIONS_SQL,

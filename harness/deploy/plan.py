@@ -3,20 +3,36 @@
 ``migrate:<id>`` per pending expand migration, ``rollout:<i>`` per app instance (instance 0 is
 the canary), ``verify``, then ``contract:<id>`` per pending contract migration. Step names
 are stable strings used in fault points, test ids and reports.
+
+A weighted canary (``canary=(10, 50)``) adds ``weight:<percent>`` steps the way Argo Rollouts'
+``setWeight`` steps do: after ``rollout:0``, one step per weight below 100 (the new release
+gets that share of the traffic, then the canary analysis judges it: see
+:mod:`harness.deploy.canary`), then the other rollouts, then ``weight:100`` (promotion: the
+split ends).
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.backends.base import Stack
 from harness.errors import SpecError
 from harness.spec import Release, Target
 
-__all__ = ["Plan", "Step", "StepKind", "build_plan", "execute_step", "reported_release"]
+__all__ = [
+    "Plan",
+    "Step",
+    "StepKind",
+    "build_plan",
+    "canary_weights",
+    "execute_step",
+    "reported_release",
+]
 
 
 class StepKind(enum.Enum):
@@ -24,6 +40,7 @@ class StepKind(enum.Enum):
     ROLLOUT = "rollout"
     VERIFY = "verify"
     CONTRACT = "contract"
+    WEIGHT = "weight"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +84,19 @@ class Plan:
         raise SpecError(f"the plan has no step {name!r}", choices=self.step_names)
 
 
-def build_plan(target: Target, source: Release, dest: Release, *, instances: int) -> Plan:
-    """Build the plan; the migrations of ``dest`` that ``source`` lacks are the pending ones."""
+def build_plan(
+    target: Target,
+    source: Release,
+    dest: Release,
+    *,
+    instances: int,
+    canary: Sequence[int] = (),
+) -> Plan:
+    """Build the plan; the migrations of ``dest`` that ``source`` lacks are the pending ones.
+    ``canary``: the traffic weights (percent) of a weighted canary (see the module doc)."""
     if instances < 1:
         raise SpecError(f"instances={instances}", expected="at least 1")
+    weights = canary_weights(canary, instances)
     missing = [m for m in source.migrations if m not in dest.migrations]
     if missing:
         raise SpecError(
@@ -79,10 +105,40 @@ def build_plan(target: Target, source: Release, dest: Release, *, instances: int
         )
     have = set(source.migrations)
     steps = [Step(StepKind.MIGRATE, m) for m in dest.expand_migrations if m not in have]
-    steps += [Step(StepKind.ROLLOUT, str(i)) for i in range(instances)]
+    rollouts = [Step(StepKind.ROLLOUT, str(i)) for i in range(instances)]
+    if weights:
+        steps.append(rollouts[0])
+        steps += [Step(StepKind.WEIGHT, str(w)) for w in weights]
+        steps += rollouts[1:]
+        steps.append(Step(StepKind.WEIGHT, "100"))
+    else:
+        steps += rollouts
     steps.append(Step(StepKind.VERIFY))
     steps += [Step(StepKind.CONTRACT, m) for m in dest.contract_migrations if m not in have]
     return Plan(target, source, dest, instances, tuple(steps))
+
+
+def canary_weights(canary: Sequence[int], instances: int) -> tuple[int, ...]:
+    """The weights below 100 of a canary, checked: strictly rising, each in 1..99 (a final
+    100 may be given; promotion is always the last weight step)."""
+    weights = list(canary)
+    if weights and weights[-1] == 100:
+        weights.pop()
+    if not canary:
+        return ()
+    if instances < 2:
+        raise SpecError(
+            f"a weighted canary with instances={instances}",
+            expected="at least 2 instances (the canary beside the stable release)",
+        )
+    if not weights:
+        raise SpecError(f"canary {list(canary)}", expected="at least one weight below 100")
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 < w < 100:
+            raise SpecError(f"canary weight {w!r}", expected="an integer percent in 1..99")
+    if any(b <= a for a, b in itertools.pairwise(weights)):
+        raise SpecError(f"canary {list(canary)}", expected="weights that rise step by step")
+    return tuple(weights)
 
 
 def reported_release(base_url: str, release: Release, timeout: float = 2.0) -> str | None:
@@ -102,6 +158,8 @@ def execute_step(stack: Stack, plan: Plan, step: Step) -> None:
     elif step.kind is StepKind.ROLLOUT:
         assert step.arg is not None
         stack.apps[int(step.arg)].deploy(plan.dest)
+    elif step.kind is StepKind.WEIGHT:
+        return  # a traffic split lives in the run's balancer (see the runner)
     else:
         _verify(stack, plan)
 

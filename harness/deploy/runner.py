@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from harness._wait import wait_for
 from harness.backends.base import AppInstance, Backend, Stack
+from harness.deploy.canary import Analysis, Canary, analyse, exposure
 from harness.deploy.plan import Plan, Step, StepKind, build_plan, reported_release
 from harness.deploy.points import FaultPoint, When
 from harness.deploy.strategies import StrategyName, recover
@@ -64,6 +65,8 @@ class DetectionKind(enum.Enum):
     HEALTH = "health"
     ERROR_BUDGET = "error_budget"
     FORCED = "forced"
+    #: A weighted canary's analysis failed or could not judge (harness.deploy.canary).
+    ANALYSIS = "analysis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,8 @@ class RunSpec:
     phases: Phases | None = None
     #: The availability invariant with the scenario's budget (replaces the default one).
     availability: Invariant | None = None
+    #: A weighted canary: weight steps after the first rollout, each judged by an analysis.
+    canary: Canary | None = None
 
     def plan(self) -> Plan:
         plan = build_plan(
@@ -152,6 +157,7 @@ class RunSpec:
             self.target.release(self.source),
             self.target.release(self.dest),
             instances=self.instances,
+            canary=self.canary.weights if self.canary is not None else (),
         )
         self.point.check(plan)
         control = self.fault.kind is FaultKind.CONTROL
@@ -400,6 +406,7 @@ class _Traffic:
         self.say = say
         self.results: list[PhaseResult] = []
         self.labels: list[str] = []
+        self.analyses: list[Analysis] = []
 
     def label(self, name: str) -> None:
         if name not in self.labels:
@@ -433,6 +440,39 @@ class _Traffic:
 
     def warmup(self) -> None:
         self._phase("warmup", self.settings.warmup, self._by_release())
+
+    def analyse(self, step: Step, stable: str, canary: Canary) -> Analysis:
+        """A weight step's analysis window (see harness.deploy.canary): live traffic until
+        the canary (any release but ``stable``) answered ``canary.samples`` operations sent
+        since the weight was set, at most ``canary.window`` seconds; then the judgement."""
+        assert step.arg is not None
+        weight = int(step.arg)
+        self.label(f"analysis:{step.name}")
+        client = self.client
+        started = time.monotonic()
+        if client is None:
+            result = Analysis(step.name, weight, "inconclusive", 0, 0, 0, 0, 0.0, "no workload")
+        else:
+            since = client.history.now()
+            deadline = started + canary.window
+
+            def window() -> list[Any]:
+                ops = client.history.operations(completed=True)
+                return [o for o in ops if o.invoke_time >= since]
+
+            def canary_ops() -> int:
+                return sum(1 for o in window() if o.release not in (stable, None))
+
+            while canary_ops() < canary.samples and time.monotonic() < deadline:
+                if client.wait_stopped(0.05):  # the history has no wake-up: poll it
+                    break
+            result = analyse(
+                step.name, weight, window(), stable, canary, time.monotonic() - started
+            )
+        self.analyses.append(result)
+        self.timeline.add(EventKind.ANALYSIS, step.name, f"{result.verdict}: {result.detail}")
+        self.say(f"  analysis {step.name}: {result.verdict}: {result.detail}")
+        return result
 
     def bake(self, step: Step) -> None:
         self._phase(f"bake:{step.name}", self.settings.bake, self._by_release())
@@ -567,6 +607,12 @@ def _run_step(
         if ctx.release_override is not None:
             ctx.overridden.append(app.index)
         deploy(app, _step_release(ctx, plan))
+    elif step.kind is StepKind.WEIGHT:
+        assert step.arg is not None
+        balancer = getattr(deploy, "balancer", None)
+        if balancer is None:
+            raise ServiceError(stack.name, step.name, "a traffic weight needs the run's balancer")
+        balancer.set_weight(int(step.arg), stable=plan.source.name)
     else:
         expected = plan.verified_migrations
         applied = stack.applied_migrations()
@@ -844,6 +890,8 @@ def run_chaos(
                         RunError("recovery", failed.name, "RecoveryStepFailed", failed.error)
                     )
                 recovery = recovery_verdict(strategy.value, result.steps)
+                if balancer.split is not None and strategy is not StrategyName.HALT:
+                    balancer.set_weight(None)  # recovered: one release again, no split
                 if faults.pending_durations():
                     faults.hold(None)
                 faults.heal_all("recovery ended")
@@ -899,6 +947,8 @@ def run_chaos(
                 run=facts,
             )
             outcome.verdicts["recovery"] = recovery.to_json()
+            outcome.analysis = [a.to_json() for a in traffic.analyses]
+            outcome.exposure = _exposure(timeline, history, plan, outcome.verdicts)
             if after_run is not None:
                 after_run(stack, outcome)
             timeline.add(EventKind.RUN_END, outcome.run_key)
@@ -988,7 +1038,16 @@ def _walk_plan(
             if controller is not None:
                 controller.at_fault_point(point, spec.fault.name)
             faults.inject(point.name)
-        if step.kind is not StepKind.VERIFY:
+        if step.kind is StepKind.WEIGHT and spec.canary is not None and step.arg != "100":
+            analysis = traffic.analyse(step, plan.source.name, spec.canary)
+            if analysis.detected:
+                return _detected(
+                    timeline,
+                    DetectionKind.ANALYSIS,
+                    step.name,
+                    f"canary analysis {analysis.verdict}: {analysis.detail}",
+                )
+        elif step.kind not in (StepKind.VERIFY, StepKind.WEIGHT):
             traffic.bake(step)
         unhealthy = _unhealthy(stack, spec.health_grace)
         if unhealthy is not None:
@@ -1001,6 +1060,27 @@ def _walk_plan(
                 timeline, DetectionKind.FORCED, step.name, "the scenario forces recovery here"
             )
     return None
+
+
+def _exposure(
+    timeline: Timeline, history: Any, plan: Plan, verdicts: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The run's exposure to its new release (see harness.deploy.canary.exposure)."""
+    if history is None:
+        return {}
+
+    def first(kind: EventKind, prefix: str = "") -> float | None:
+        return next((e.t for e in timeline.of(kind) if e.subject.startswith(prefix)), None)
+
+    in_service = first(EventKind.STEP_END, "rollout:")
+    return exposure(
+        history.operations(),
+        plan.source.name,
+        in_service=in_service,
+        detected=first(EventKind.DETECTION),
+        recovered=first(EventKind.RECOVERY_END),
+        verdicts=verdicts,
+    )
 
 
 def _detected(timeline: Timeline, kind: DetectionKind, step: str, detail: str) -> Detection:

@@ -229,6 +229,8 @@ class DurableAcknowledgedWrites:
             unreadable = unreadable or "error" in entry
         evidence: dict[str, JsonValue] = {
             "acknowledged": acknowledged,
+            #: Acknowledged writes this verdict found damaged (lost), for the exposure.
+            "damaged": lost,
             "lost": lost,
             "late": late,
             "late_examples": late_examples,
@@ -485,6 +487,7 @@ class NoDuplicateEffects:
                 ]
             entries.append(entry)
         evidence: dict[str, JsonValue] = {
+            "damaged": duplicated + applied_twice,
             "keys": checked,
             "duplicated_keys": duplicated,
             "applied_more_than_once": applied_twice,
@@ -703,7 +706,12 @@ class Conservation:
                     "difference": 0 if holds else off,
                 }
             )
-        evidence: dict[str, JsonValue] = {"violations": list(violations), "groups": groups}
+        evidence: dict[str, JsonValue] = {
+            "violations": list(violations),
+            "groups": groups,
+            # A broken sum says at least one write went wrong, not which: one per group.
+            "damaged": len(violations),
+        }
         if violations:
             return Verdict.invalid(**evidence)
         return Verdict.valid(**evidence)
@@ -1067,7 +1075,9 @@ class ReadableByRunningRelease:
                 if len(examples) < EXAMPLES:
                     examples.append(finding)
         late.sort(key=lambda r: r.late_after or 0.0)
+        wrong = {read.path for read in every if read.kind in ("mismatch", "unreadable")}
         evidence: dict[str, JsonValue] = {
+            "damaged": len(wrong),
             "entities": entities,
             "reads": len(every),
             "mismatches": sum(mismatches.values()),

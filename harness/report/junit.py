@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.expect import Judgement
+from harness.report.outcome import RunOutcome
 from harness.scenario import RunCase
 
-__all__ = ["PREFIX", "parse_properties", "properties"]
+__all__ = ["PREFIX", "parse_properties", "properties", "run_properties"]
 
 PREFIX = "chaos."
 
@@ -49,6 +50,37 @@ def properties(
         )
     if judgement.reasons:
         props.append((PREFIX + "reason", " | ".join(judgement.reasons)))
+    return props
+
+
+def run_properties(outcome: RunOutcome) -> list[tuple[str, str]]:
+    """The exposure and canary analyses of one run (the cell's shown run)."""
+    props: list[tuple[str, str]] = []
+    exposure = outcome.exposure
+    if exposure:
+        before, until = exposure["before_detection"], exposure["until_recovery"]
+        fields = {
+            "ops_before_detection": before["operations"],
+            "failed_before_detection": before["failed"],
+            "ops_until_recovery": until["operations"],
+            "failed_until_recovery": until["failed"],
+            "damaged_writes": exposure.get("damaged_writes", 0),
+            "time_to_detect_s": exposure.get("time_to_detect_s"),
+            "time_to_recover_s": exposure.get("time_to_recover_s"),
+        }
+        props.append(
+            (
+                PREFIX + "exposure",
+                ",".join(f"{k}={'-' if v is None else v}" for k, v in fields.items()),
+            )
+        )
+    if outcome.analysis:
+        props.append(
+            (
+                PREFIX + "analysis",
+                ",".join(f"{a['step']}={a['verdict']}" for a in outcome.analysis),
+            )
+        )
     return props
 
 

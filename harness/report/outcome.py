@@ -52,6 +52,8 @@ class EventKind(enum.Enum):
     PHASE_END = "phase_end"
     #: The balancer drained, admitted, ejected or readmitted an instance.
     BALANCER = "balancer"
+    #: A weighted canary's analysis judged a weight step (passed, failed, inconclusive).
+    ANALYSIS = "analysis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,10 @@ class RunOutcome:
     #: Every injection: where, when it was injected and healed, how long it lasted against
     #: its declared duration, what it acted on, and why it had no effect (when it had none).
     faults: list[dict[str, Any]] = field(default_factory=list)
+    #: A weighted canary's analyses, one per weight step reached (harness.deploy.canary).
+    analysis: list[dict[str, Any]] = field(default_factory=list)
+    #: What the new release served before detection and until recovery, and what it cost.
+    exposure: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_key(self) -> str:
@@ -217,6 +223,8 @@ class RunOutcome:
             "fault_seconds": round(self.fault_seconds, 4),
             "phases": list(self.phases),
             "faults": list(self.faults),
+            "analysis": list(self.analysis),
+            "exposure": dict(self.exposure),
         }
         return data
 
@@ -264,4 +272,6 @@ class RunOutcome:
             fault_seconds=float(data.get("fault_seconds", 0.0)),
             phases=list(data.get("phases", ())),
             faults=list(data.get("faults", ())),
+            analysis=list(data.get("analysis", ())),
+            exposure=dict(data.get("exposure", {})),
         )

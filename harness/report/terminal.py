@@ -51,6 +51,9 @@ class ScoreEntry:
     #: How many times the cell ran, and in how many runs a judged verdict was invalid.
     runs: int = 1
     hits: int = 0
+    #: The shown run's exposure to the new release: operations it served until recovery
+    #: ended, how many failed, damaged acknowledged writes ("" when not measured).
+    exposure: str = ""
 
     @property
     def symbol(self) -> str:
@@ -104,6 +107,19 @@ def render_scorecard(entries: Iterable[ScoreEntry], *, seed: int | None = None) 
                 f"  *: a different result from the control ({CONTROL}) of its strategy:"
                 " the fault, not the upgrade itself, changed the outcome"
             )
+        if any(e.exposure for e in mine):
+            lines.append(
+                "  exposure: operations the new release served until recovery ended / of"
+                " them failed / damaged acknowledged writes"
+            )
+            exposure = [["fault", "point", *columns]]
+            for fault, point in rows_keys:
+                row = [fault, point]
+                for strategy in columns:
+                    entry = cells.get((fault, point, strategy))
+                    row.append(entry.exposure or "-" if entry is not None else "-")
+                exposure.append(row)
+            lines.extend("  " + line for line in _table(exposure))
         lines.append("")
     counts = {cell: sum(1 for e in items if e.cell is cell) for cell in Cell}
     lines.append(
@@ -131,6 +147,30 @@ def _differs(entry: ScoreEntry, control: ScoreEntry) -> bool:
     return (entry.cell, set(entry.violated)) != (control.cell, set(control.violated))
 
 
+def exposure_cell(ops: object, failed: object, damaged: object) -> str:
+    """``31/14/3``: served until recovery / failed / damaged writes."""
+    return f"{ops}/{failed}/{damaged}"
+
+
+def _exposure_of_properties(text: str) -> str:
+    fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    if "ops_until_recovery" not in fields:
+        return ""
+    return exposure_cell(
+        fields["ops_until_recovery"],
+        fields.get("failed_until_recovery", "?"),
+        fields.get("damaged_writes", "?"),
+    )
+
+
+def _exposure_of_outcome(outcome: object) -> str:
+    data = outcome.get("exposure") if isinstance(outcome, Mapping) else None
+    if not isinstance(data, Mapping) or "until_recovery" not in data:
+        return ""
+    until = data["until_recovery"]
+    return exposure_cell(until["operations"], until["failed"], data.get("damaged_writes", 0))
+
+
 def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | None:
     """The scorecard entry a run's report carries (its ``chaos.*`` properties), or None."""
     props = parse_properties(user_properties)
@@ -156,6 +196,7 @@ def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | 
         violated=tuple(v for v in props.get("violated", "").split(",") if v),
         runs=int(props.get("runs", "1") or 1),
         hits=int(props.get("hits", "0") or 0),
+        exposure=_exposure_of_properties(props.get("exposure", "")),
     )
 
 
@@ -186,6 +227,7 @@ def entries_from_results(document: Mapping[str, Any]) -> list[ScoreEntry]:
                 violated=tuple(judgement.get("violated", ())),
                 runs=int(judgement.get("runs", 1)),
                 hits=int(judgement.get("hits", 0)),
+                exposure=_exposure_of_outcome(run.get("outcome")),
             )
         )
     return entries

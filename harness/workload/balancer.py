@@ -15,6 +15,12 @@ It does what a production load balancer with readiness probes and a preStop hook
   Envoy's outlier detection), and ``fall`` failed active health checks in a row eject it
   too; ``rise`` passed checks in a row put it back. The requests that noticed still failed:
   a fault that breaks an instance hits its clients.
+- **traffic weights** (:meth:`Balancer.set_weight`): a weighted canary's split, the way a
+  service mesh does it: the instances running anything but the stable release get a percent
+  of the requests that are not sent to a named instance, spread by smooth weighted round
+  robin (so 10 % is one request in ten, not a draw); the stable release gets the rest.
+  Without a split, or when only one side is in rotation, requests go round robin over the
+  rotation.
 - **panic routing**: when no instance is in rotation, requests go to every instance that is
   not draining (Envoy's panic mode), so the app keeps seeing traffic while, say, its
   database is down; when every instance drains, a request is not sent at all and fails as
@@ -156,6 +162,9 @@ class Balancer:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._turn = 0
+        #: The canary split: (stable release, canary percent), and the round robin's credits.
+        self._split: tuple[str, int] | None = None
+        self._credit = {True: 0, False: 0}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._health_checks = 0
@@ -219,9 +228,51 @@ class Balancer:
                 rotation = [m for m in members if m.state is not MemberState.DRAINING]
             if not rotation:
                 return None
+            if self._split is not None and not panic:
+                rotation = self._weighted(rotation, *self._split)
             chosen = rotation[self._turn % len(rotation)]
             self._turn += 1
             return chosen.pick(panic)
+
+    def _weighted(self, rotation: list[_Member], stable: str, percent: int) -> list[_Member]:
+        """The side of the split the next request goes to (smooth weighted round robin,
+        as nginx does it); the whole rotation when one side has no member in it."""
+        canary = [m for m in rotation if m.release != stable]
+        stables = [m for m in rotation if m.release == stable]
+        if not canary or not stables:
+            return rotation
+        weights = {True: percent, False: 100 - percent}
+        for side, weight in weights.items():
+            self._credit[side] += weight
+        side = self._credit[True] >= self._credit[False]
+        self._credit[side] -= 100
+        return canary if side else stables
+
+    def set_weight(self, percent: int | None, stable: str | None = None) -> None:
+        """Send ``percent`` of the requests not sent to a named instance to the instances
+        that run another release than ``stable`` (the canary), the rest to ``stable``'s;
+        ``None`` or 100 ends the split."""
+        with self._lock:
+            if percent is None or percent >= 100 or stable is None:
+                self._split = None
+            else:
+                self._split = (stable, max(0, percent))
+            self._credit = {True: 0, False: 0}
+        if self._timeline is not None:
+            from harness.report.outcome import EventKind
+
+            detail = (
+                "split ended"
+                if self._split is None
+                else f"canary {percent}%, stable {stable} {100 - (percent or 0)}%"
+            )
+            self._timeline.add(EventKind.BALANCER, "weights", detail)
+
+    @property
+    def split(self) -> tuple[str, int] | None:
+        """The canary split in force: (stable release, canary percent), or None."""
+        with self._lock:
+            return self._split
 
     def reserve(self, pick: Pick) -> bool:
         """Count a request as in flight to ``pick`` before it is sent; False (nothing

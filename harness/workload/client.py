@@ -359,6 +359,10 @@ class ClientWorkload:
 
     # -- phases ------------------------------------------------------------------------
 
+    def wait_stopped(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` s for the workload to stop; whether it is stopping."""
+        return self._stop.wait(timeout) or not self._threads_alive()
+
     def label(self, phase: str | None) -> None:
         """The phase free traffic is recorded under from now on (``step:migrate:0003``...)."""
         self._label = phase

@@ -337,9 +337,9 @@ class History:
         found.reverse()
         return found
 
-    def operations(self) -> list[Operation]:
+    def operations(self, *, completed: bool = False) -> list[Operation]:
         """Invokes paired with their completions (see :func:`pair_operations`)."""
-        return pair_operations(self.ops)
+        return pair_operations(self.ops, completed=completed)
 
     def write_jsonl(self, path: Path) -> None:
         """Write every entry as one JSON line."""
@@ -383,11 +383,14 @@ def iter_pairs(ops: Iterable[Op]) -> Iterator[tuple[Op, Op | None]]:
         yield invoke, None
 
 
-def pair_operations(ops: Iterable[Op]) -> list[Operation]:
+def pair_operations(ops: Iterable[Op], *, completed: bool = False) -> list[Operation]:
     """Invokes paired with their completions (see :func:`iter_pairs`), in invoke order; an
-    invoke never completed (a history not closed) pairs as ``info``."""
+    invoke never completed (a history not closed) pairs as ``info``, or is left out with
+    ``completed`` (what a live judgement needs: an operation still in flight is no error)."""
     paired: list[Operation] = []
     for invoke, done in iter_pairs(ops):
+        if done is None and completed:
+            continue
         if done is None:
             paired.append(
                 Operation(

@@ -50,6 +50,9 @@ class Bug(StrEnum):
     #: Once a database connection is lost (a crash, a restart), never connect again: every
     #: request, the health check included, answers 503 from then on.
     NO_RECONNECT = "no_reconnect"
+    #: Answer 500 to every transfer between accounts, while the health check and every
+    #: other request pass (a broken code path only live traffic finds: a canary's case).
+    FAIL_TRANSFERS = "fail_transfers"
 
 
 def parse_bug(value: str | None) -> Bug | None:

@@ -208,6 +208,8 @@ class Ledger:
 
     def transfer(self, request: NewTransfer) -> tuple[Transfer, bool]:
         """Money between two accounts; returns the transfer and whether it was created now."""
+        if self.bug is Bug.FAIL_TRANSFERS:
+            raise ServerError("deliberate bug: transfers fail in this release")
         return self._move(
             request.from_account,
             request.to_account,
