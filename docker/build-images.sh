@@ -136,7 +136,9 @@ POSTGRES_BASE=${POSTGRES_BASE:-$ROOTFS_IMAGE}
 
 # -- 2. wheels, made on the host (a container cannot do TLS to PyPI here) --------------------
 
-REQUIREMENTS=("psycopg[binary]>=3.1" "psycopg-pool>=3.2" "tenacity>=8.2")
+# openfeature: the reference app's flag reader (a release with code behind a flag).
+REQUIREMENTS=("psycopg[binary]>=3.1" "psycopg-pool>=3.2" "tenacity>=8.2"
+    "openfeature-sdk>=0.8" "openfeature-provider-flagd>=0.2")
 wheels_hash=$(printf '%s\n' "$PY_VERSION" "${REQUIREMENTS[@]}" | hash_of)
 if [ "$CHECK_ONLY" = 0 ] && [ "$(cat "$WHEELS/.inputs" 2>/dev/null)" != "$wheels_hash" ]; then
     say "wheels for Python $PY_VERSION: pip download into $WHEELS"

@@ -52,6 +52,7 @@ from harness.deploy.strategies import StrategyName
 from harness.errors import ChaosError, SpecError
 from harness.faults.base import Fault, FaultKind
 from harness.faults.registry import FaultRegistry, default_registry, parse_duration
+from harness.flags import FLAG_SETTINGS, FlagRollout
 from harness.invariants.builtin import Availability
 from harness.spec import Target
 from harness.workload.phases import PHASE_SETTINGS, Phases
@@ -112,6 +113,7 @@ _TOP_KEYS = (
     "phases",
     "availability",
     "canary",
+    "flag",
 )
 _REQUIRED = ("scenario", "target", "upgrade", "faults", "points", "strategies")
 _SELECTOR_KEYS = ("fault", "point", "strategy")
@@ -254,6 +256,8 @@ class RunCase:
             kwargs["availability"] = sc.availability
         if sc.canary is not None:
             kwargs["canary"] = sc.canary
+        if sc.flag is not None:
+            kwargs["flag"] = sc.flag
         return RunSpec(
             sc.target,
             sc.upgrade.source,
@@ -294,6 +298,8 @@ class Scenario:
     availability: Availability | None = None
     #: A weighted canary (weight steps after the first rollout, each analysed).
     canary: Canary | None = None
+    #: A flag rollout (flag steps after verify, each analysed; kill_switch turns it off).
+    flag: FlagRollout | None = None
 
     def runs(self) -> tuple[RunCase, ...]:
         """Every run of the matrix, faults x points x strategies minus ``exclude``; the
@@ -493,6 +499,7 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
     phases = _phases(reader, value("phases"), target) if "phases" in top else None
     availability = _availability(reader, value("availability")) if "availability" in top else None
     canary = _canary(reader, value("canary"), instances) if "canary" in top else None
+    flag = _flag(reader, value("flag")) if "flag" in top else None
 
     # The plan, for checking points and faults against it.
     from harness.deploy.plan import build_plan
@@ -508,6 +515,7 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
             target.release(upgrade.dest),
             instances=instances,
             canary=canary.weights if canary is not None else (),
+            flag=flag,
         ),
     )
     recover_after = None
@@ -554,6 +562,12 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
             raise reader.error(node, f"unknown strategy {text!r}", choices=choices) from None
         if strategy in strategies:
             raise reader.error(node, f"strategy {text!r} repeats")
+        if strategy is StrategyName.KILL_SWITCH and flag is None:
+            raise reader.error(
+                node,
+                "strategy kill_switch without a flag rollout: there is no flag to turn off",
+                expected="a flag: {name: ..., steps: [10, 100]} entry, or another strategy",
+            )
         if strategy is StrategyName.ROLL_FORWARD and upgrade.fix is None:
             pass  # roll_forward re-deploys the target release: allowed.
         strategies.append(strategy)
@@ -667,6 +681,7 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
         phases=phases,
         availability=availability,
         canary=canary,
+        flag=flag,
     )
     runs = scenario.runs()
     if not runs:
@@ -772,6 +787,29 @@ def _canary(reader: _Reader, node: Node, instances: int) -> Canary:
         weights.append(weight)
     _catch(reader, weights_node, "canary", lambda: canary_weights(weights, instances))
     return _catch(reader, node, "canary", lambda: Canary(tuple(weights), **settings))
+
+
+def _flag(reader: _Reader, node: Node) -> FlagRollout:
+    """``flag: {name: new-transfers, steps: [10, 100], samples: 20, window: 10s,
+    max_excess: 5%, min_errors: 2}`` (see harness.flags)."""
+    entry = reader.mapping(node, "flag", FLAG_SETTINGS, ("name",))
+    settings: dict[str, Any] = {"name": reader.string(entry["name"][1], "flag.name")}
+    for key, (_, value_node) in entry.items():
+        if key in ("samples", "min_errors"):
+            settings[key] = reader.integer(value_node, f"flag.{key}", 1)
+        elif key == "window":
+            settings[key] = reader.duration(value_node, "flag.window")
+        elif key == "max_excess":
+            settings[key] = _percent(reader, value_node, "flag.max_excess")
+        elif key == "steps":
+            steps = []
+            for step_node in reader.seq(value_node, "flag.steps"):
+                step = reader.integer(step_node, "flag step", 1)
+                if step > 100:
+                    raise reader.error(step_node, f"flag step {step}", expected="a percent <= 100")
+                steps.append(step)
+            settings["steps"] = tuple(steps)
+    return _catch(reader, node, "flag", lambda: FlagRollout(**settings))
 
 
 def _availability(reader: _Reader, node: Node) -> Availability:

@@ -35,7 +35,17 @@ BASE_MIGRATION = "base"
 
 #: Placeholders a command may use.
 PLACEHOLDERS = frozenset(
-    {"python", "port", "host", "instance", "release", "database_url", "target", "seed"}
+    {
+        "python",
+        "port",
+        "host",
+        "instance",
+        "release",
+        "database_url",
+        "target",
+        "seed",
+        "flags_file",
+    }
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

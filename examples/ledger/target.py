@@ -51,17 +51,30 @@ _COMPATIBLE = ("0003", "0004")
 _MIGRATE_ENV = {"LEDGER_BACKFILL_BATCH_SIZE": "500", "LEDGER_BACKFILL_PAUSE": "0.01"}
 
 
-def _release(name: str, *, runs: str | None = None, bug: str | None = None) -> Release:
+def _release(
+    name: str,
+    *,
+    runs: str | None = None,
+    bug: str | None = None,
+    flagged: str | None = None,
+    own_name: bool = False,
+) -> Release:
     """Release ``name``; ``runs`` is the code release it runs (for a variant), ``bug`` a
-    deliberate bug switch (``LEDGER_BUG``)."""
+    deliberate bug switch (``LEDGER_BUG``), ``flagged`` one behind the flag
+    ``new-transfers`` (``LEDGER_FLAGGED_BUG``, read from the harness's flag file).
+    ``own_name``: it reports ``name`` as its release (a release in its own right); a bad
+    variant reports the code release it passes itself off as."""
     code = runs or name
     migrations = RELEASE_MIGRATIONS[code]
     env = dict(_MIGRATE_ENV)
     if bug is not None:
         env["LEDGER_BUG"] = bug
+    if flagged is not None:
+        env["LEDGER_FLAGGED_BUG"] = flagged
     serve = (
         *("{python}", "-m", "ledger.app", "--release", code),
         *("--host", "{host}", "--port", "{port}"),
+        *(("--name", name) if own_name else ()),
     )
     return Release(
         name=name,
@@ -106,6 +119,12 @@ def target() -> Target:
             _release("v2-lose-cent", runs="v2", bug="lose_cent"),
             _release("v2-no-reconnect", runs="v2", bug="no_reconnect"),
             _release("v2-fail-transfers", runs="v2", bug="fail_transfers"),
+            # The delivery comparison (scenarios/ledger_delivery*.yaml): v1's code with a bad
+            # change to transfers, shipped big-bang / as a canary, or dark behind a flag; and
+            # v1.0.1, the same code without it (what roll_forward deploys).
+            _release("v1-fail-transfers", runs="v1", bug="fail_transfers", own_name=True),
+            _release("v1-flagged", runs="v1", flagged="fail_transfers", own_name=True),
+            _release("v1.0.1", runs="v1", own_name=True),
         ),
         seed_command=("{python}", "-m", "ledger.seed", "--seed", "{seed}"),
         applied_migrations_sql=APPLIED_MIGRATIONS_SQL,

@@ -19,6 +19,7 @@ from harness.spec import Release, Target
 
 if TYPE_CHECKING:
     from harness.faults.network import ToxiproxyClient
+    from harness.flags import FlagFile
 
 __all__ = [
     "AppInstance",
@@ -170,6 +171,10 @@ class Stack(Protocol):
     @property
     def db_proxy(self) -> ProxyRoute | None:
         """The proxy between the app (and migrations) and the database."""
+
+    @property
+    def flags(self) -> FlagFile:
+        """The stack's feature flags (harness.flags): the file its apps read."""
 
     def start_command(
         self, release: Release, argv: Sequence[str], values: dict[str, str] | None = None

@@ -66,6 +66,7 @@ from harness.errors import (
 )
 from harness.faults.network import ToxiproxyClient
 from harness.faults.registry import parse_bool
+from harness.flags import FLAGS_ENV, FlagFile
 from harness.spec import Release, Target, fill_placeholders
 
 __all__ = [
@@ -117,6 +118,8 @@ PROXY_DB_PORT = 15432
 APP_PORT = 8000
 #: What ``{python}`` means inside a container (the official python images and Debian's).
 CONTAINER_PYTHON = "python3"
+#: Where an app container finds the stack's flag file (harness.flags), mounted read-only.
+FLAGS_DIR = "/deploy-chaos/flags"
 
 #: Server settings, as in the local backend (see docs/decisions.md): fsync off, small.
 _SERVER_SETTINGS = (
@@ -406,6 +409,8 @@ class _ContainerSpec:
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[int, int] = field(default_factory=dict)  # container port -> host port
     aliases: tuple[str, ...] = ()
+    #: Host directory -> container directory, mounted read-only.
+    mounts: dict[str, str] = field(default_factory=dict)
 
 
 class _ContainerService:
@@ -795,6 +800,7 @@ class DockerApp(_ContainerService):
             env=self.stack.release_env(release, values),
             ports={APP_PORT: self.port},
             aliases=(self.name,),
+            mounts={str(self.stack.flags.path.parent): FLAGS_DIR},
         )
 
     def _move(self) -> _ContainerSpec:
@@ -946,6 +952,13 @@ class DockerStack:
         self.proxy = DockerProxy(self, backend.config.proxy_image)
         self.apps: list[DockerApp] = []
         self.db_proxy: ProxyRoute | None = None
+        #: The stack's feature flags (harness.flags): a host directory bind-mounted
+        #: read-only into every app container at FLAGS_DIR (a directory, so that the
+        #: file's atomic replacement is seen inside).
+        flags_dir = backend.run.subdir("stacks", name, "flags")
+        flags_dir.chmod(0o755)  # the container's user reads it; it holds no secret
+        self.flags = FlagFile(flags_dir / "flags.json")
+        self.flags.path.chmod(0o644)
         self._commands = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -985,6 +998,7 @@ class DockerStack:
             "port": "" if port is None else str(port),
             "target": "",
             "seed": "0",
+            "flags_file": f"{FLAGS_DIR}/{self.flags.path.name}",
         }
 
     def release_env(self, release: Release, values: dict[str, str]) -> dict[str, str]:
@@ -998,6 +1012,7 @@ class DockerStack:
                 "APP_RELEASE": release.name,
                 "MIGRATION_TARGET": values["target"],
                 "DEPLOY_CHAOS_RUN_ID": self.run_id,
+                FLAGS_ENV: values["flags_file"],
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -1198,6 +1213,8 @@ class DockerBackend:
             container.with_command(spec.command)
         for key, value in spec.env.items():
             container.with_env(key, value)
+        for host_dir, inner_dir in spec.mounts.items():
+            container.with_volume_mapping(host_dir, inner_dir, "ro")
         for inner, outer in spec.ports.items():
             # 127.0.0.1 only (with_exposed_ports would publish on 0.0.0.0 and ::).
             container.ports[f"{inner}/tcp"] = (HOST, outer)

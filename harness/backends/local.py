@@ -47,6 +47,7 @@ from harness.errors import (
     SpecError,
 )
 from harness.faults.network import ToxiproxyClient
+from harness.flags import FLAGS_ENV, FlagFile
 from harness.proxy.process import ProxyServerProcess, start_proxy_server
 from harness.spec import Release, Target, fill_placeholders
 
@@ -337,6 +338,8 @@ class LocalStack:
         )
         self.apps: list[LocalApp] = []
         self.db_proxy: ProxyRoute | None = None
+        #: The stack's feature flags, in flagd's format (see harness.flags).
+        self.flags = FlagFile(self.directory / "flags" / "flags.json")
         #: Left running after the session (see :meth:`LocalBackend.keep`).
         self.kept = False
         self._commands = 0
@@ -364,6 +367,7 @@ class LocalStack:
             "port": "" if port is None else str(port),
             "target": "",
             "seed": "0",
+            "flags_file": str(self.flags.path),
         }
         return values
 
@@ -379,6 +383,7 @@ class LocalStack:
                 "APP_RELEASE": release.name,
                 "MIGRATION_TARGET": values["target"],
                 "DEPLOY_CHAOS_RUN_ID": self.run_id,
+                FLAGS_ENV: values["flags_file"],
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -34,12 +34,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from harness.errors import SpecError
 from harness.workload.history import Operation
 
-__all__ = ["Analysis", "Canary", "analyse", "exposure", "exposure_text"]
+__all__ = [
+    "Analysis",
+    "AnalysisSettings",
+    "Canary",
+    "analyse",
+    "analyse_sides",
+    "exposure",
+    "exposure_text",
+]
 
 #: What a scenario's ``canary:`` mapping may set, besides ``weights``.
 CANARY_SETTINGS = ("weights", "samples", "window", "max_excess", "min_errors")
@@ -105,24 +113,47 @@ def _rate(errors: int, ops: int) -> float:
     return errors / ops if ops else 0.0
 
 
+class AnalysisSettings(Protocol):
+    """What an analysis needs: a :class:`Canary`, or a flag rollout."""
+
+    @property
+    def samples(self) -> int: ...
+
+    @property
+    def max_excess(self) -> float: ...
+
+    @property
+    def min_errors(self) -> int: ...
+
+
 def analyse(
     step: str,
     weight: int,
     ops: Iterable[Operation],
     stable: str,
-    settings: Canary,
+    settings: AnalysisSettings,
     seconds: float,
 ) -> Analysis:
     """Judge the operations of one window (invoked after the weight was set); the canary
     is every release but ``stable``. Operations that reached no release are left out."""
-    counts = {True: [0, 0], False: [0, 0]}
-    for op in ops:
-        if op.release is None:
-            continue
-        side = counts[op.release != stable]
-        side[0] += 1
-        side[1] += int(op.is_error)
-    (c_ops, c_err), (s_ops, s_err) = counts[True], counts[False]
+    reached = [op for op in ops if op.release is not None]
+    canary = [op for op in reached if op.release != stable]
+    stables = [op for op in reached if op.release == stable]
+    return analyse_sides(step, weight, canary, stables, settings, seconds)
+
+
+def analyse_sides(
+    step: str,
+    weight: int,
+    canary: Sequence[Operation],
+    stable: Sequence[Operation],
+    settings: AnalysisSettings,
+    seconds: float,
+) -> Analysis:
+    """Judge ``canary``'s operations against ``stable``'s (a flag step: the operations
+    after the flip against those just before it)."""
+    c_ops, c_err = len(canary), sum(1 for op in canary if op.is_error)
+    s_ops, s_err = len(stable), sum(1 for op in stable if op.is_error)
     c_rate, s_rate = _rate(c_err, c_ops), _rate(s_err, s_ops)
     rates = f"canary {c_err}/{c_ops} errors ({c_rate:.0%}), stable {s_err}/{s_ops} ({s_rate:.0%})"
     if c_ops < settings.samples:
@@ -161,7 +192,11 @@ def exposure(
 ) -> dict[str, Any]:
     """The exposure of one run to every release but ``source`` (see the module doc); times
     are seconds on the run's timeline (the history's clock)."""
-    served = [op for op in ops if op.release not in (source, None)]
+    served = [
+        op
+        for op in ops
+        if op.release not in (source, None) and (in_service is None or op.invoke_time >= in_service)
+    ]
     before = [op for op in served if detected is None or op.invoke_time < detected]
     until = [op for op in served if recovered is None or op.invoke_time < recovered]
     damaged, by_verdict = _damaged(verdicts)

@@ -9,6 +9,11 @@ A weighted canary (``canary=(10, 50)``) adds ``weight:<percent>`` steps the way 
 gets that share of the traffic, then the canary analysis judges it: see
 :mod:`harness.deploy.canary`), then the other rollouts, then ``weight:100`` (promotion: the
 split ends).
+
+A flag rollout (``flag=FlagRollout("new-transfers", (10, 100))``) adds
+``flag:<name>:<percent>`` steps after ``verify`` (the code is everywhere, dark; the flag
+launches it), before the contract migrations: each writes the stack's flag file (see
+:mod:`harness.flags`) and is judged by an analysis of the traffic after the flip.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 from harness.backends.base import Stack
 from harness.errors import SpecError
+from harness.flags import FlagRollout
 from harness.spec import Release, Target
 
 __all__ = [
@@ -41,6 +47,7 @@ class StepKind(enum.Enum):
     VERIFY = "verify"
     CONTRACT = "contract"
     WEIGHT = "weight"
+    FLAG = "flag"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,7 @@ def build_plan(
     *,
     instances: int,
     canary: Sequence[int] = (),
+    flag: FlagRollout | None = None,
 ) -> Plan:
     """Build the plan; the migrations of ``dest`` that ``source`` lacks are the pending ones.
     ``canary``: the traffic weights (percent) of a weighted canary (see the module doc)."""
@@ -114,6 +122,8 @@ def build_plan(
     else:
         steps += rollouts
     steps.append(Step(StepKind.VERIFY))
+    if flag is not None:
+        steps += [Step(StepKind.FLAG, f"{flag.name}:{p}") for p in flag.steps]
     steps += [Step(StepKind.CONTRACT, m) for m in dest.contract_migrations if m not in have]
     return Plan(target, source, dest, instances, tuple(steps))
 
@@ -160,6 +170,10 @@ def execute_step(stack: Stack, plan: Plan, step: Step) -> None:
         stack.apps[int(step.arg)].deploy(plan.dest)
     elif step.kind is StepKind.WEIGHT:
         return  # a traffic split lives in the run's balancer (see the runner)
+    elif step.kind is StepKind.FLAG:
+        assert step.arg is not None
+        name, _, percent = step.arg.rpartition(":")
+        stack.flags.set(name, int(percent))
     else:
         _verify(stack, plan)
 

@@ -29,12 +29,13 @@ from typing import Any, Protocol
 
 from harness._wait import wait_for
 from harness.backends.base import AppInstance, Backend, Stack
-from harness.deploy.canary import Analysis, Canary, analyse, exposure
+from harness.deploy.canary import Analysis, Canary, analyse, analyse_sides, exposure
 from harness.deploy.plan import Plan, Step, StepKind, build_plan, reported_release
 from harness.deploy.points import FaultPoint, When
 from harness.deploy.strategies import StrategyName, recover
 from harness.errors import ChaosError, NothingToActOn, ServiceError, SpecError, WaitTimeout
 from harness.faults.base import Fault, FaultContext, FaultKind, Injected
+from harness.flags import FlagRollout, confirm_flag
 from harness.invariants.base import FaultWindow, Invariant
 from harness.report.outcome import (
     EndState,
@@ -150,6 +151,9 @@ class RunSpec:
     availability: Invariant | None = None
     #: A weighted canary: weight steps after the first rollout, each judged by an analysis.
     canary: Canary | None = None
+    #: A flag the plan turns on step by step after verify (harness.flags), each step
+    #: judged by an analysis; the kill_switch strategy turns it off.
+    flag: FlagRollout | None = None
 
     def plan(self) -> Plan:
         plan = build_plan(
@@ -158,8 +162,14 @@ class RunSpec:
             self.target.release(self.dest),
             instances=self.instances,
             canary=self.canary.weights if self.canary is not None else (),
+            flag=self.flag,
         )
         self.point.check(plan)
+        if self.strategy is StrategyName.KILL_SWITCH and self.flag is None:
+            raise SpecError(
+                "strategy kill_switch without a flag rollout: there is no flag to turn off",
+                expected="a flag rollout (a scenario's flag: key), or another strategy",
+            )
         control = self.fault.kind is FaultKind.CONTROL
         if self.point.when is When.NEVER and not control:
             raise SpecError(
@@ -469,10 +479,46 @@ class _Traffic:
             result = analyse(
                 step.name, weight, window(), stable, canary, time.monotonic() - started
             )
+        return self._record(result)
+
+    def _record(self, result: Analysis) -> Analysis:
         self.analyses.append(result)
-        self.timeline.add(EventKind.ANALYSIS, step.name, f"{result.verdict}: {result.detail}")
-        self.say(f"  analysis {step.name}: {result.verdict}: {result.detail}")
+        self.timeline.add(EventKind.ANALYSIS, result.step, f"{result.verdict}: {result.detail}")
+        self.say(f"  analysis {result.step}: {result.verdict}: {result.detail}")
         return result
+
+    def analyse_flip(self, step: Step, flipped: float, flag: FlagRollout) -> Analysis:
+        """A flag step's analysis: live traffic until ``flag.samples`` operations sent after
+        the flip completed (at most ``flag.window`` s), against the operations sent in as
+        long a time before the flip (see harness.deploy.canary)."""
+        assert step.arg is not None
+        percent = int(step.arg.rpartition(":")[2])
+        self.label(f"analysis:{step.name}")
+        client = self.client
+        started = time.monotonic()
+        if client is None:
+            result = Analysis(step.name, percent, "inconclusive", 0, 0, 0, 0, 0.0, "no workload")
+            return self._record(result)
+        deadline = started + flag.window
+
+        def after() -> list[Any]:
+            ops = client.history.operations(completed=True)
+            return [o for o in ops if o.invoke_time >= flipped]
+
+        while len(after()) < flag.samples and time.monotonic() < deadline:
+            if client.wait_stopped(0.05):  # the history has no wake-up: poll it
+                break
+        flipped_ops = after()
+        span = max((o.invoke_time for o in flipped_ops), default=flipped) - flipped
+        before = [
+            o
+            for o in client.history.operations(completed=True)
+            if flipped - max(span, 1.0) <= o.invoke_time < flipped
+        ]
+        result = analyse_sides(
+            step.name, percent, flipped_ops, before, flag, time.monotonic() - started
+        )
+        return self._record(result)
 
     def bake(self, step: Step) -> None:
         self._phase(f"bake:{step.name}", self.settings.bake, self._by_release())
@@ -584,6 +630,7 @@ def _run_step(
     ctx: FaultContext,
     timeout: float,
     deploy: Callable[[AppInstance, Release], None],
+    note: Callable[[str], None] | None = None,
 ) -> None:
     if step.kind in (StepKind.MIGRATE, StepKind.CONTRACT):
         assert step.arg is not None
@@ -607,6 +654,15 @@ def _run_step(
         if ctx.release_override is not None:
             ctx.overridden.append(app.index)
         deploy(app, _step_release(ctx, plan))
+    elif step.kind is StepKind.FLAG:
+        assert step.arg is not None
+        name, _, percent = step.arg.rpartition(":")
+        stack.flags.set(name, int(percent))
+        status, detail = confirm_flag(stack.apps, name, int(percent))
+        if status == "stale":
+            raise ServiceError(stack.name, step.name, f"the flag did not take effect: {detail}")
+        if note is not None:
+            note(f"{status}: {detail}")
     elif step.kind is StepKind.WEIGHT:
         assert step.arg is not None
         balancer = getattr(deploy, "balancer", None)
@@ -1023,7 +1079,15 @@ def _walk_plan(
         if trigger is not None:
             trigger.start()
         try:
-            _run_step(stack, plan, step, ctx, spec.step_timeout, deploy)
+            _run_step(
+                stack,
+                plan,
+                step,
+                ctx,
+                spec.step_timeout,
+                deploy,
+                partial(_note, timeline, step.name),
+            )
         except (ChaosError, OSError) as exc:
             failure = f"{type(exc).__name__}: {exc}"
         finally:
@@ -1046,6 +1110,16 @@ def _walk_plan(
                     DetectionKind.ANALYSIS,
                     step.name,
                     f"canary analysis {analysis.verdict}: {analysis.detail}",
+                )
+        elif step.kind is StepKind.FLAG and spec.flag is not None:
+            started = timeline.of(EventKind.STEP_START)[-1].t
+            analysis = traffic.analyse_flip(step, started, spec.flag)
+            if analysis.detected:
+                return _detected(
+                    timeline,
+                    DetectionKind.ANALYSIS,
+                    step.name,
+                    f"flag analysis {analysis.verdict}: {analysis.detail}",
                 )
         elif step.kind not in (StepKind.VERIFY, StepKind.WEIGHT):
             traffic.bake(step)
@@ -1072,7 +1146,8 @@ def _exposure(
     def first(kind: EventKind, prefix: str = "") -> float | None:
         return next((e.t for e in timeline.of(kind) if e.subject.startswith(prefix)), None)
 
-    in_service = first(EventKind.STEP_END, "rollout:")
+    # The new code serves from its first rollout; behind a flag, from the flag's first step.
+    in_service = first(EventKind.STEP_START, "flag:") or first(EventKind.STEP_START, "rollout:")
     return exposure(
         history.operations(),
         plan.source.name,
@@ -1081,6 +1156,10 @@ def _exposure(
         recovered=first(EventKind.RECOVERY_END),
         verdicts=verdicts,
     )
+
+
+def _note(timeline: Timeline, subject: str, detail: str) -> None:
+    timeline.add(EventKind.NOTE, subject, detail)
 
 
 def _detected(timeline: Timeline, kind: DetectionKind, step: str, detail: str) -> Detection:

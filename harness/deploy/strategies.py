@@ -5,6 +5,9 @@
   every instance, verify, run its contract migrations. They must be safe to re-run.
 - ``halt``: freeze the rollout where it is; nothing is reversed, mixed versions stay.
 - ``restore``: restore the backup taken before the plan started, redeploy A.
+- ``kill_switch``: turn every flag the plan turned on back off (the stack's flag file, see
+  :mod:`harness.flags`) and wait until the instances that report their flags say so:
+  failing forward without a redeploy or a down migration. Needs a flag rollout.
 
 Each recovery step is recorded in the run's timeline. A recovery step that fails ends the
 recovery: the failure is the outcome (recorded), never a crash of the harness.
@@ -32,6 +35,7 @@ class StrategyName(enum.Enum):
     ROLL_FORWARD = "roll_forward"
     HALT = "halt"
     RESTORE = "restore"
+    KILL_SWITCH = "kill_switch"
 
     @classmethod
     def parse(cls, value: str) -> StrategyName:
@@ -172,11 +176,23 @@ def recover(
             _ensure_database(rec, strategy.value)
             rec.step("restore:database", lambda: stack.database.restore(backup))
             rec.rollout_all("restore", plan.source, force=True)
+        elif strategy is StrategyName.KILL_SWITCH:
+            for name in stack.flags.on():
+                rec.step(f"kill_switch:flag:{name}", partial(_switch_off, stack, name))
         # HALT: nothing is reversed.
     except _Failed:
         pass
     timeline.add(EventKind.RECOVERY_END, strategy.value, "ok" if result.ok else "failed")
     return result
+
+
+def _switch_off(stack: Stack, name: str) -> None:
+    from harness.flags import confirm_flag
+
+    stack.flags.set(name, 0)
+    status, detail = confirm_flag(stack.apps, name, 0)
+    if status == "stale":
+        raise ServiceError(stack.name, f"kill_switch:flag:{name}", f"still on: {detail}")
 
 
 def _ensure_database(rec: _Recovery, prefix: str) -> None:

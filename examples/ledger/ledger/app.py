@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from ledger.errors import ApiError, BadRequest, ConfigurationError, NotFound
+from ledger.flags import FLAGGED_BUG_ENV, Flags
 from ledger.releases import BUG_ENV, ReleaseName, parse_bug
 from ledger.validation import (
     parse_body,
@@ -75,7 +76,11 @@ def _healthz(ledger: Ledger, _: Request) -> Response:
 def _version(ledger: Ledger, _: Request) -> Response:
     return Response(
         HTTPStatus.OK,
-        {"release": ledger.release.value, "migrations": ledger.applied_migrations()},
+        {
+            "release": ledger.name,
+            "migrations": ledger.applied_migrations(),
+            **({"flags": ledger.flags.report()} if ledger.flags.enabled else {}),
+        },
     )
 
 
@@ -229,6 +234,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
     parser.add_argument("--port", type=int, required=True, help="port to bind")
+    parser.add_argument(
+        "--name", default=None, help="the release name /version reports (default: --release)"
+    )
     return parser.parse_args(argv)
 
 
@@ -245,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("psycopg").setLevel(logging.WARNING)
     try:
         bug = parse_bug(os.environ.get(BUG_ENV))
+        flagged_bug = parse_bug(os.environ.get(FLAGGED_BUG_ENV))
         from ledger.db import database_url
 
         url = database_url()
@@ -259,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = open_pool(url)
     try:
         try:
-            server = LedgerServer((args.host, args.port), Ledger(pool, release, bug))
+            flags = Flags.from_env(flagged_bug is not None)
+            ledger = Ledger(pool, release, bug, flagged_bug, flags, name=args.name)
+            server = LedgerServer((args.host, args.port), ledger)
         except OSError as exc:
             print(
                 f"ledger.app: error: cannot listen on {args.host}:{args.port}: {exc}",

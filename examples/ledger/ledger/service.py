@@ -27,6 +27,7 @@ from ledger.errors import (
     Unavailable,
     Unprocessable,
 )
+from ledger.flags import Flags
 from ledger.models import Account, Transfer
 from ledger.releases import DEFAULT_CURRENCY, Bug, ReleaseName
 from ledger.validation import NewAccount, NewDeposit, NewTransfer
@@ -49,10 +50,25 @@ class _KeyRace(Exception):
 class Ledger:
     """Accounts and transfers for one release, over a connection pool."""
 
-    def __init__(self, pool: ConnectionPool, release: ReleaseName, bug: Bug | None) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        release: ReleaseName,
+        bug: Bug | None,
+        flagged_bug: Bug | None = None,
+        flags: Flags | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
         self._pool = pool
         self.release = release
+        #: The release name the version document reports (a release of its own that runs
+        #: this code, e.g. v1.0.1); the code release by default.
+        self.name = name or release.value
         self.bug = bug
+        #: A deliberate bug behind the flag ``new-transfers`` (on per transfer, see flags).
+        self.flagged_bug = flagged_bug
+        self.flags = flags or Flags(None)
         #: Deliberate bug ``no_reconnect``: set once a database connection was lost.
         self._lost_database = False
         currency = f", COALESCE(currency, '{DEFAULT_CURRENCY}')"
@@ -210,6 +226,8 @@ class Ledger:
         """Money between two accounts; returns the transfer and whether it was created now."""
         if self.bug is Bug.FAIL_TRANSFERS:
             raise ServerError("deliberate bug: transfers fail in this release")
+        if self.flagged_bug is Bug.FAIL_TRANSFERS and self.flags.on(request.idempotency_key):
+            raise ServerError("deliberate bug behind the flag new-transfers: this transfer fails")
         return self._move(
             request.from_account,
             request.to_account,
