@@ -55,6 +55,7 @@ from harness.faults.registry import FaultRegistry, default_registry, parse_durat
 from harness.flags import FLAG_SETTINGS, FlagRollout
 from harness.invariants.builtin import Availability
 from harness.spec import Target
+from harness.workload.model import ErrorBudget
 from harness.workload.phases import PHASE_SETTINGS, Phases
 
 __all__ = [
@@ -114,6 +115,8 @@ _TOP_KEYS = (
     "availability",
     "canary",
     "flag",
+    "error_budget",
+    "compare",
 )
 _REQUIRED = ("scenario", "target", "upgrade", "faults", "points", "strategies")
 _SELECTOR_KEYS = ("fault", "point", "strategy")
@@ -258,6 +261,8 @@ class RunCase:
             kwargs["canary"] = sc.canary
         if sc.flag is not None:
             kwargs["flag"] = sc.flag
+        if sc.budget is not None:
+            kwargs["budget"] = sc.budget
         return RunSpec(
             sc.target,
             sc.upgrade.source,
@@ -300,6 +305,11 @@ class Scenario:
     canary: Canary | None = None
     #: A flag rollout (flag steps after verify, each analysed; kill_switch turns it off).
     flag: FlagRollout | None = None
+    #: Detection by the clients' error rate (replaces the target workload's budget).
+    budget: ErrorBudget | None = None
+    #: The comparison group: scenarios with the same one are compared by the
+    #: recommendation (their runs side by side per fault point); default: the name.
+    compare: str = ""
 
     def runs(self) -> tuple[RunCase, ...]:
         """Every run of the matrix, faults x points x strategies minus ``exclude``; the
@@ -500,6 +510,8 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
     availability = _availability(reader, value("availability")) if "availability" in top else None
     canary = _canary(reader, value("canary"), instances) if "canary" in top else None
     flag = _flag(reader, value("flag")) if "flag" in top else None
+    budget = _budget(reader, value("error_budget"), target) if "error_budget" in top else None
+    compare = reader.string(value("compare"), "compare") if "compare" in top else name
 
     # The plan, for checking points and faults against it.
     from harness.deploy.plan import build_plan
@@ -682,6 +694,8 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
         availability=availability,
         canary=canary,
         flag=flag,
+        budget=budget,
+        compare=compare,
     )
     runs = scenario.runs()
     if not runs:
@@ -787,6 +801,28 @@ def _canary(reader: _Reader, node: Node, instances: int) -> Canary:
         weights.append(weight)
     _catch(reader, weights_node, "canary", lambda: canary_weights(weights, instances))
     return _catch(reader, node, "canary", lambda: Canary(tuple(weights), **settings))
+
+
+def _budget(reader: _Reader, node: Node, target: Target) -> ErrorBudget:
+    """``error_budget: {max_error_rate: 5%, window: 5s, min_operations: 10}``: detection by
+    the clients' error rate over the last ``window`` (see harness.workload.ErrorBudget)."""
+    entry = reader.mapping(
+        node, "error_budget", ("max_error_rate", "window", "min_operations"), ("max_error_rate",)
+    )
+    if target.workload is None:
+        raise reader.error(node, f"target {target.name!r} declares no workload to watch")
+    settings: dict[str, Any] = {
+        "max_error_rate": _percent(
+            reader, entry["max_error_rate"][1], "error_budget.max_error_rate"
+        )
+    }
+    if "window" in entry:
+        settings["window_s"] = reader.duration(entry["window"][1], "error_budget.window")
+    if "min_operations" in entry:
+        settings["min_operations"] = reader.integer(
+            entry["min_operations"][1], "error_budget.min_operations", 1
+        )
+    return _catch(reader, node, "error_budget", lambda: ErrorBudget(**settings))
 
 
 def _flag(reader: _Reader, node: Node) -> FlagRollout:

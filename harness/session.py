@@ -269,6 +269,7 @@ class RunRecord:
             "key": self.case.key,
             "nodeid": self.nodeid,
             "scenario": self.case.scenario.name,
+            "compare": self.case.scenario.compare or self.case.scenario.name,
             "fault": self.case.fault.name,
             "point": self.case.point.name,
             "strategy": self.case.strategy.value,

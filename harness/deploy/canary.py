@@ -21,7 +21,7 @@ another reason than a business rule). Operations a phase sent to a named instanc
 the window itself sends none.
 
 **Exposure** (every run, canary or not): how many client operations the new release (any
-release but the source: the planned one, a bad variant, the fix) served before detection
+release but the source and the fix: the planned one, or a bad variant) served before detection
 and until recovery ended, how many of them failed, how many acknowledged writes the
 verdicts found damaged (the largest ``damaged`` count an invalid verdict reports: writes
 lost, duplicated effects, entities reading back wrong, and one per group whose sum broke,
@@ -184,18 +184,21 @@ def _damaged(verdicts: Mapping[str, Mapping[str, Any]]) -> tuple[int, dict[str, 
 def exposure(
     ops: Sequence[Operation],
     source: str,
+    fix: str | None = None,
     *,
     in_service: float | None,
     detected: float | None,
     recovered: float | None,
     verdicts: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The exposure of one run to every release but ``source`` (see the module doc); times
-    are seconds on the run's timeline (the history's clock)."""
+    """The exposure of one run to every release but ``source`` and ``fix`` (what recovery
+    deploys is not the change under test; see the module doc); times are seconds on the
+    run's timeline (the history's clock)."""
     served = [
         op
         for op in ops
-        if op.release not in (source, None) and (in_service is None or op.invoke_time >= in_service)
+        if op.release not in (source, fix, None)
+        and (in_service is None or op.invoke_time >= in_service)
     ]
     before = [op for op in served if detected is None or op.invoke_time < detected]
     until = [op for op in served if recovered is None or op.invoke_time < recovered]

@@ -47,6 +47,7 @@ from harness.report.outcome import (
 )
 from harness.spec import Release, Target
 from harness.workload.balancer import Balancer, MemberState
+from harness.workload.model import ErrorBudget as ErrorBudgetSpec
 from harness.workload.phases import PhaseResult, Phases
 
 __all__ = [
@@ -154,6 +155,8 @@ class RunSpec:
     #: A flag the plan turns on step by step after verify (harness.flags), each step
     #: judged by an analysis; the kill_switch strategy turns it off.
     flag: FlagRollout | None = None
+    #: Detection by the clients' error rate; None: the target workload's own budget.
+    budget: ErrorBudgetSpec | None = None
 
     def plan(self) -> Plan:
         plan = build_plan(
@@ -834,6 +837,8 @@ def run_chaos(
         workload_spec = dataclasses.replace(spec.target.workload, **spec.workload_settings)  # type: ignore[arg-type]
         if spec.phases is not None:
             workload_spec = dataclasses.replace(workload_spec, phases=spec.phases)
+        if spec.budget is not None:
+            workload_spec = dataclasses.replace(workload_spec, budget=spec.budget)
     if workload is None and spec.target_workload and workload_spec is not None:
         workload = ClientWorkload(workload_spec, seed=spec.seed)
         say(f"{outcome.run_key}: workload seed {spec.seed}")
@@ -1004,7 +1009,7 @@ def run_chaos(
             )
             outcome.verdicts["recovery"] = recovery.to_json()
             outcome.analysis = [a.to_json() for a in traffic.analyses]
-            outcome.exposure = _exposure(timeline, history, plan, outcome.verdicts)
+            outcome.exposure = _exposure(timeline, history, plan, spec.fix, outcome.verdicts)
             if after_run is not None:
                 after_run(stack, outcome)
             timeline.add(EventKind.RUN_END, outcome.run_key)
@@ -1073,6 +1078,10 @@ def _walk_plan(
         trigger = None
         if point.when is When.DURING and point.step == step.name:
             trigger = _DuringTrigger(point, stack, lambda d: faults.inject(f"{point.name}, {d}"))
+        canary_rollout = spec.canary is not None and step.name == "rollout:0"
+        if canary_rollout and traffic.balancer is not None:
+            # The canary takes no live traffic until its first weight (Argo's setWeight 0).
+            traffic.balancer.set_weight(0, stable=plan.source.name)
         say(f"  step {step.name}")
         timeline.add(EventKind.STEP_START, step.name)
         failure: str | None = None
@@ -1121,8 +1130,8 @@ def _walk_plan(
                     step.name,
                     f"flag analysis {analysis.verdict}: {analysis.detail}",
                 )
-        elif step.kind not in (StepKind.VERIFY, StepKind.WEIGHT):
-            traffic.bake(step)
+        elif step.kind not in (StepKind.VERIFY, StepKind.WEIGHT) and not canary_rollout:
+            traffic.bake(step)  # (a canary's first rollout is baked by its weights' analyses)
         unhealthy = _unhealthy(stack, spec.health_grace)
         if unhealthy is not None:
             return _detected(timeline, DetectionKind.HEALTH, step.name, unhealthy)
@@ -1137,7 +1146,11 @@ def _walk_plan(
 
 
 def _exposure(
-    timeline: Timeline, history: Any, plan: Plan, verdicts: Mapping[str, Any]
+    timeline: Timeline,
+    history: Any,
+    plan: Plan,
+    fix: str | None,
+    verdicts: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The run's exposure to its new release (see harness.deploy.canary.exposure)."""
     if history is None:
@@ -1151,6 +1164,7 @@ def _exposure(
     return exposure(
         history.operations(),
         plan.source.name,
+        None if fix == plan.dest.name else fix,
         in_service=in_service,
         detected=first(EventKind.DETECTION),
         recovered=first(EventKind.RECOVERY_END),

@@ -4,7 +4,9 @@ The scorecard matrix (fault x point rows, strategy columns, cells coloured pass 
 hazard / unexpected failure, each linking to its run), then per run: a timeline chart (plan
 steps, fault inject and heal, detection, recovery steps, and the workload's throughput and
 error rate over time when the history gave a series), the verdicts with their evidence, the
-seed and the replay command. Several results.json (CI shards) merge into one report.
+seed and the replay command, the canary analyses and the exposure. Under the scorecard, the
+recommendation (harness.report.recommend). Several results.json (CI shards) merge into one
+report.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.deploy.canary import exposure_text
+from harness.expect import Cell
+from harness.report.recommend import recommendation_lines
+from harness.report.terminal import ScoreEntry, exposure_cell
+
 __all__ = ["ReportRun", "load_runs", "render_report", "write_report"]
 
 _CELL_CLASS = {
@@ -25,7 +32,7 @@ _CELL_CLASS = {
     "unexpected failure": "unexpected",
     "harness error": "unexpected",
 }
-_STRATEGY_ORDER = ("rollback", "roll_forward", "halt", "restore")
+_STRATEGY_ORDER = ("rollback", "roll_forward", "halt", "restore", "kill_switch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,9 @@ class ReportRun:
     cell_runs: int = 1
     cell_hits: int = 0
     cell_verdict: str = ""
+    #: The scenario's comparison group, and the judged verdicts that were invalid.
+    compare: str = ""
+    violated: tuple[str, ...] = ()
 
     @property
     def cell_text(self) -> str:
@@ -85,6 +95,8 @@ def _run_from_record(record: Mapping[str, Any]) -> ReportRun:
         reasons=tuple(str(r) for r in judgement.get("reasons", ())),
         outcome=outcome,
         verdicts=record.get("verdicts") or outcome.get("verdicts") or {},
+        compare=str(record.get("compare") or record.get("scenario") or ""),
+        violated=tuple(str(v) for v in cell.get("violated", ())),
     )
 
 
@@ -287,6 +299,42 @@ def _verdicts(verdicts: Mapping[str, Any]) -> str:
     )
 
 
+def _entries(runs: Sequence[ReportRun]) -> list[ScoreEntry]:
+    """Scorecard entries of the runs (a cell by its first run) for the recommendation."""
+    out: dict[str, ScoreEntry] = {}
+    for run in runs:
+        if run.cell_key in out:
+            continue
+        until = (run.outcome.get("exposure") or {}).get("until_recovery")
+        damaged = (run.outcome.get("exposure") or {}).get("damaged_writes", 0)
+        out[run.cell_key] = ScoreEntry(
+            scenario=run.scenario,
+            fault=run.fault,
+            point=run.point,
+            strategy=run.strategy,
+            cell=Cell(run.cell_verdict or run.cell),
+            summary=run.summary,
+            violated=run.violated,
+            exposure=(
+                exposure_cell(until["operations"], until["failed"], damaged) if until else ""
+            ),
+            compare=run.compare or run.scenario,
+        )
+    return list(out.values())
+
+
+def _recommendation(runs: Sequence[ReportRun]) -> str:
+    lines = recommendation_lines(_entries(runs))
+    if not lines:
+        return ""
+    head, *rest = lines
+    items = "".join(
+        f'<li class="{"best" if not line.startswith("    ") else "other"}">{_e(line.strip())}</li>'
+        for line in rest
+    )
+    return f'<h2>Recommendation</h2><p>{_e(head)}</p><ul class="advice">{items}</ul>'
+
+
 def _run_section(run: ReportRun) -> str:
     outcome = run.outcome
     end = outcome.get("end_state") or {}
@@ -313,6 +361,11 @@ def _run_section(run: ReportRun) -> str:
         f" in {float(p.get('seconds') or 0):.2f}s" + ("" if p.get("complete") else " (short)")
         for p in outcome.get("phases", [])
     )
+    exposure = outcome.get("exposure") or {}
+    analyses = "".join(
+        f"<li>{_e(a.get('step'))}: {_e(a.get('verdict'))}: {_e(a.get('detail'))}</li>"
+        for a in outcome.get("analysis", [])
+    )
     return (
         f'<section class="run" id="{run.anchor}"><h3><span class="badge {css}">'
         f"{_e(run.cell)}</span> {_e(run.key)}</h3>"
@@ -325,6 +378,8 @@ def _run_section(run: ReportRun) -> str:
         f"<dt>duration</dt><dd>{float(outcome.get('duration_s') or 0):.1f}s "
         f"({float(outcome.get('fault_seconds') or 0):.1f}s inside the fault)</dd>"
         + (f"<dt>phases</dt><dd>{phases}</dd>" if phases else "")
+        + (f"<dt>analysis</dt><dd><ul>{analyses}</ul></dd>" if analyses else "")
+        + (f"<dt>exposure</dt><dd>{_e(exposure_text(exposure))}</dd>" if exposure else "")
         + (f"<dt>fault</dt><dd><ul>{faults}</ul></dd>" if faults else "")
         + "</dl>"
         + _timeline_svg(run)
@@ -354,6 +409,7 @@ svg .ops{fill:none;stroke:#2a6fbd;stroke-width:1.5} svg .errline{fill:none;strok
 .v-valid{color:#176b17} .v-invalid{color:#b00;font-weight:bold} .v-unknown{color:#888}
 pre{max-height:20em;overflow:auto;background:#f7f7f7;padding:.5em}
 #filter{margin:.5em 0}
+ul.advice li.best{font-weight:bold;margin-top:.4em} ul.advice li.other{margin-left:1.5em}
 """
 
 _JS = """
@@ -378,6 +434,7 @@ def render_report(runs: Sequence[ReportRun], *, title: str = "deploy-chaos repor
         f"seed(s) {_e(', '.join(seeds))}; generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}"
         "</p><h2>Scorecard</h2>"
         + _scorecard(runs)
+        + _recommendation(runs)
         + '<h2>Runs</h2><label>show <select id="filter"><option value="all">all</option>'
         '<option value="unexpected">unexpected failures</option>'
         '<option value="hazard">known hazards</option><option value="pass">passes</option>'

@@ -27,6 +27,7 @@ def properties(
     """The properties of a judged run, every value a string."""
     props = [
         (PREFIX + "scenario", case.scenario.name),
+        (PREFIX + "compare", case.scenario.compare or case.scenario.name),
         (PREFIX + "fault", case.fault.name),
         (PREFIX + "point", case.point.name),
         (PREFIX + "strategy", case.strategy.value),

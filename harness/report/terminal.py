@@ -54,6 +54,8 @@ class ScoreEntry:
     #: The shown run's exposure to the new release: operations it served until recovery
     #: ended, how many failed, damaged acknowledged writes ("" when not measured).
     exposure: str = ""
+    #: The scenario's comparison group (the recommendation compares within it).
+    compare: str = ""
 
     @property
     def symbol(self) -> str:
@@ -136,6 +138,12 @@ def render_scorecard(entries: Iterable[ScoreEntry], *, seed: int | None = None) 
         lines.append("unexpected failures and harness errors:")
         for e in failures:
             lines.append(f"  - {e.nodeid or e.fault}: {e.summary}")
+    from harness.report.recommend import recommendation_lines
+
+    advice = recommendation_lines(items)
+    if advice:
+        lines.append("")
+        lines.extend(advice)
     return lines
 
 
@@ -145,6 +153,14 @@ CONTROL = "no_fault"
 
 def _differs(entry: ScoreEntry, control: ScoreEntry) -> bool:
     return (entry.cell, set(entry.violated)) != (control.cell, set(control.violated))
+
+
+def exposure_numbers(text: str) -> tuple[int, int, int] | None:
+    """(served, failed, damaged) of an exposure cell (``31/14/3``), None when unmeasured."""
+    parts = text.split("/")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 def exposure_cell(ops: object, failed: object, damaged: object) -> str:
@@ -197,6 +213,7 @@ def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | 
         runs=int(props.get("runs", "1") or 1),
         hits=int(props.get("hits", "0") or 0),
         exposure=_exposure_of_properties(props.get("exposure", "")),
+        compare=props.get("compare", "") or props.get("scenario", "?"),
     )
 
 
@@ -228,6 +245,7 @@ def entries_from_results(document: Mapping[str, Any]) -> list[ScoreEntry]:
                 runs=int(judgement.get("runs", 1)),
                 hits=int(judgement.get("hits", 0)),
                 exposure=_exposure_of_outcome(run.get("outcome")),
+                compare=str(run.get("compare") or run["scenario"]),
             )
         )
     return entries

@@ -3,9 +3,9 @@
 Same target, fault, fault point, strategy and seed; compared: where the failure was
 detected, whether recovery succeeded, the end state read from the system (migrations,
 each instance's release, health, running, paused) and every invariant's verdict, except
-those the reference scenarios declare timing-dependent for that run (``strict: false`` in
-scenarios/ledger_currency.yaml: whether the workload happened to move non-USD money before
-the rollback), which must still be ``valid`` or ``invalid`` on both.
+those the reference scenarios declare timing-dependent for that run (a measured ``rate:``
+in scenarios/ledger_currency.yaml: whether the workload happened to move non-USD money
+before the rollback), which must still be ``valid`` or ``invalid`` on both.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _run(backend: Backend, spec: RunSpec) -> dict[str, Any]:
             "before:rollout:0",
             # Rollback after the canary (v2) served: whether an EUR account was opened
             # through it in that window is the workload's draw and the timing's (the
-            # reference scenarios declare the same hazard strict: false).
+            # reference scenarios declare the same hazard with a measured rate).
             ("conservation", "readable_by_running_release"),
             id="kill_app",
         ),
