@@ -37,6 +37,7 @@ _STRATEGY_HELP = {
     StrategyName.ROLL_FORWARD: "finish the upgrade (with the fix release when there is one)",
     StrategyName.HALT: "freeze the rollout where it is; nothing is reversed",
     StrategyName.RESTORE: "restore the pre-deploy backup, redeploy the old release",
+    StrategyName.KILL_SWITCH: "turn the flags the plan turned on back off (no redeploy)",
 }
 
 
@@ -206,13 +207,18 @@ class GameDay:
             return self.strategy
         if not self.interactive:
             return default
-        choices = list(StrategyName)
+        stack = self.view.state.stack
+        flags_on = bool(stack is not None and stack.flags.on())
+        # kill_switch only when a flag is on: otherwise there is nothing for it to turn off.
+        choices = [s for s in StrategyName if s is not StrategyName.KILL_SWITCH or flags_on]
         menu = "\n".join(
             f"  {i + 1}) {s.value:<13} {_STRATEGY_HELP[s]}" for i, s in enumerate(choices)
         )
         while True:
             answer = (
-                self._prompt(f"Choose the recovery:\n{menu}\nYour choice (1-4 or a name): ")
+                self._prompt(
+                    f"Choose the recovery:\n{menu}\nYour choice (1-{len(choices)} or a name): "
+                )
                 .strip()
                 .lower()
             )

@@ -70,6 +70,25 @@ def test_a_ten_percent_canary_gets_ten_percent_of_the_traffic(
         assert outcome.verdicts[name]["status"] == "valid", (name, outcome.verdicts[name])
 
 
+def test_the_analysis_halts_a_bad_canary_where_it_is(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    outcome = _run(
+        local_backend,
+        "bad_release(v2-fail-transfers)",
+        "before:rollout:0",
+        "halt",
+        tmp_path / "h.jsonl",
+    )
+    assert outcome.errors == (), outcome.errors
+    assert outcome.detected is not None
+    assert outcome.detected.startswith("analysis at weight:10")
+    assert "weight:50" not in {e.subject for e in outcome.events if e.kind is EventKind.STEP_START}
+    assert outcome.end_state is not None
+    # The variant reports the release it passes itself off as (v2); instance 1 stays on v1.
+    assert outcome.end_state.releases == ("v2", "v1"), "promotion stopped"
+
+
 def test_the_analysis_stops_a_canary_that_fails_live_traffic(
     local_backend: LocalBackend, tmp_path: Path
 ) -> None:

@@ -78,14 +78,22 @@ def test_the_flagd_reader_sees_the_harness_file_and_its_changes(tmp_path: Path) 
         proc.wait(10)
 
 
-def _run(backend: LocalBackend, strategy: str, history: Path, *, seed: int = 3) -> RunOutcome:
-    print(f"run seed {seed}: v1 -> v1-flagged, flag new-transfers 10 -> 100, {strategy}")
+def _run(
+    backend: LocalBackend,
+    strategy: str,
+    history: Path,
+    *,
+    seed: int = 3,
+    fault: str = "no_fault",
+    point: str = "none",
+) -> RunOutcome:
+    print(f"run seed {seed}: v1 -> v1-flagged, flag 10 -> 100, {fault} at {point}, {strategy}")
     spec = RunSpec(
         TARGET,
         "v1",
         "v1-flagged",
-        default_registry().parse("no_fault"),
-        parse_point("none"),
+        default_registry().parse(fault),
+        parse_point(point),
         StrategyName(strategy),
         fix="v1.0.1",
         seed=seed,
@@ -143,6 +151,27 @@ def test_a_flag_step_changes_behaviour_and_kill_switch_recovers_it(
         "failed": sum(o.is_error for o in before),
     }
     assert recovered >= detected
+
+
+def test_a_fault_fires_at_a_flag_step(local_backend: LocalBackend, tmp_path: Path) -> None:
+    outcome = _run(
+        local_backend,
+        "kill_switch",
+        tmp_path / "h.jsonl",
+        fault="kill_app(1, duration=none)",
+        point="after:flag:new-transfers:10",
+    )
+    assert outcome.errors == (), outcome.errors
+    (injection,) = outcome.faults
+    assert injection["where"] == "after:flag:new-transfers:10"
+    injected = next(e.t for e in outcome.events if e.kind is EventKind.FAULT_INJECT)
+    flag_end = next(
+        e.t
+        for e in outcome.events
+        if e.kind is EventKind.STEP_END and e.subject == "flag:new-transfers:10"
+    )
+    assert injected >= flag_end, "after the flag step, not before"
+    assert outcome.detected is not None
 
 
 def test_kill_switch_needs_a_flag(tmp_path: Path) -> None:

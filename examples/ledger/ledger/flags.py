@@ -38,7 +38,8 @@ class Flags:
         from openfeature.contrib.provider.flagd import FlagdProvider
         from openfeature.contrib.provider.flagd.config import ResolverType
 
-        api.set_provider(
+        # Waits for the first read of the file: no request is answered on defaults.
+        api.set_provider_and_wait(
             FlagdProvider(
                 resolver_type=ResolverType.FILE, offline_flag_source_path=path, deadline_ms=100
             )
