@@ -85,16 +85,9 @@ class FlagRollout:
                     f"flag {self.name}: steps {list(self.steps)}", expected="rising percentages"
                 )
             previous = step
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
-            raise SpecError(f"flag.samples {self.samples!r}", expected="an integer >= 1")
-        if not 0 < self.window <= 600:
-            raise SpecError(f"flag.window {self.window!r}", expected="0 < seconds <= 600")
-        if not 0 <= self.max_excess < 1:
-            raise SpecError(f"flag.max_excess {self.max_excess!r}", expected="0% <= x < 100%")
-        if isinstance(self.min_errors, bool) or not isinstance(self.min_errors, int):
-            raise SpecError(f"flag.min_errors {self.min_errors!r}", expected="an integer >= 1")
-        if self.min_errors < 1:
-            raise SpecError(f"flag.min_errors {self.min_errors!r}", expected="an integer >= 1")
+        from harness.deploy.canary import check_analysis_settings
+
+        check_analysis_settings("flag", self)
 
 
 def flag_definition(percent: int) -> dict[str, Any]:

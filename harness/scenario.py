@@ -257,12 +257,9 @@ class RunCase:
             kwargs["phases"] = sc.phases
         if sc.availability is not None:
             kwargs["availability"] = sc.availability
-        if sc.canary is not None:
-            kwargs["canary"] = sc.canary
-        if sc.flag is not None:
-            kwargs["flag"] = sc.flag
-        if sc.budget is not None:
-            kwargs["budget"] = sc.budget
+        for key, setting in (("canary", sc.canary), ("flag", sc.flag), ("budget", sc.budget)):
+            if setting is not None:
+                kwargs[key] = setting
         return RunSpec(
             sc.target,
             sc.upgrade.source,
@@ -778,6 +775,30 @@ def _percent(reader: _Reader, node: Node, what: str) -> float:
     return value
 
 
+#: The settings of an analysis (a canary's weights, a flag's steps), as scenario keys.
+ANALYSIS_SETTINGS = ("samples", "window", "max_excess", "min_errors")
+
+
+def _percents(reader: _Reader, node: Node, what: str, each: str) -> list[int]:
+    """A list of whole percents in 1..100 (a canary's weights, a flag's steps)."""
+    out = []
+    for item in reader.seq(node, what):
+        value = reader.integer(item, each, 1)
+        if value > 100:
+            raise reader.error(item, f"{each} {value}", expected="a percent <= 100")
+        out.append(value)
+    return out
+
+
+def _analysis_setting(reader: _Reader, node: Node, what: str, key: str) -> Any:
+    """One of :data:`ANALYSIS_SETTINGS` under ``what`` (``canary``, ``flag``)."""
+    if key == "window":
+        return reader.duration(node, f"{what}.window")
+    if key == "max_excess":
+        return _percent(reader, node, f"{what}.max_excess")
+    return reader.integer(node, f"{what}.{key}", 1)
+
+
 def _canary(reader: _Reader, node: Node, instances: int) -> Canary:
     """``canary: [10, 50, 100]`` or ``canary: {weights: [10, 50], samples: 10, window: 10s,
     max_excess: 5%, min_errors: 2}`` (see harness.deploy.canary)."""
@@ -787,18 +808,9 @@ def _canary(reader: _Reader, node: Node, instances: int) -> Canary:
         entry = reader.mapping(node, "canary", CANARY_SETTINGS, ("weights",))
         weights_node = entry["weights"][1]
         for key, (_, value_node) in entry.items():
-            if key in ("samples", "min_errors"):
-                settings[key] = reader.integer(value_node, f"canary.{key}", 1)
-            elif key == "window":
-                settings[key] = reader.duration(value_node, "canary.window")
-            elif key == "max_excess":
-                settings[key] = _percent(reader, value_node, "canary.max_excess")
-    weights = []
-    for weight_node in reader.seq(weights_node, "canary weights"):
-        weight = reader.integer(weight_node, "canary weight", 1)
-        if weight > 100:
-            raise reader.error(weight_node, f"canary weight {weight}", expected="a percent <= 100")
-        weights.append(weight)
+            if key != "weights":
+                settings[key] = _analysis_setting(reader, value_node, "canary", key)
+    weights = _percents(reader, weights_node, "canary weights", "canary weight")
     _catch(reader, weights_node, "canary", lambda: canary_weights(weights, instances))
     return _catch(reader, node, "canary", lambda: Canary(tuple(weights), **settings))
 
@@ -831,20 +843,10 @@ def _flag(reader: _Reader, node: Node) -> FlagRollout:
     entry = reader.mapping(node, "flag", FLAG_SETTINGS, ("name",))
     settings: dict[str, Any] = {"name": reader.string(entry["name"][1], "flag.name")}
     for key, (_, value_node) in entry.items():
-        if key in ("samples", "min_errors"):
-            settings[key] = reader.integer(value_node, f"flag.{key}", 1)
-        elif key == "window":
-            settings[key] = reader.duration(value_node, "flag.window")
-        elif key == "max_excess":
-            settings[key] = _percent(reader, value_node, "flag.max_excess")
+        if key in ANALYSIS_SETTINGS:
+            settings[key] = _analysis_setting(reader, value_node, "flag", key)
         elif key == "steps":
-            steps = []
-            for step_node in reader.seq(value_node, "flag.steps"):
-                step = reader.integer(step_node, "flag step", 1)
-                if step > 100:
-                    raise reader.error(step_node, f"flag step {step}", expected="a percent <= 100")
-                steps.append(step)
-            settings["steps"] = tuple(steps)
+            settings["steps"] = tuple(_percents(reader, value_node, "flag.steps", "flag step"))
     return _catch(reader, node, "flag", lambda: FlagRollout(**settings))
 
 

@@ -65,18 +65,19 @@ class Canary:
     min_errors: int = 2
 
     def __post_init__(self) -> None:
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int):
-            raise SpecError(f"canary.samples {self.samples!r}", expected="an integer >= 1")
-        if self.samples < 1:
-            raise SpecError(f"canary.samples {self.samples!r}", expected="an integer >= 1")
-        if not 0 < self.window <= 600:
-            raise SpecError(f"canary.window {self.window!r}", expected="0 < seconds <= 600")
-        if not 0 <= self.max_excess < 1:
-            raise SpecError(f"canary.max_excess {self.max_excess!r}", expected="0% <= x < 100%")
-        if isinstance(self.min_errors, bool) or not isinstance(self.min_errors, int):
-            raise SpecError(f"canary.min_errors {self.min_errors!r}", expected="an integer >= 1")
-        if self.min_errors < 1:
-            raise SpecError(f"canary.min_errors {self.min_errors!r}", expected="an integer >= 1")
+        check_analysis_settings("canary", self)
+
+
+def check_analysis_settings(what: str, settings: Any) -> None:
+    """Refuse an analysis's bad ``samples``, ``window``, ``max_excess``, ``min_errors``."""
+    for name in ("samples", "min_errors"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"{what}.{name} {value!r}", expected="an integer >= 1")
+    if not 0 < settings.window <= 600:
+        raise SpecError(f"{what}.window {settings.window!r}", expected="0 < seconds <= 600")
+    if not 0 <= settings.max_excess < 1:
+        raise SpecError(f"{what}.max_excess {settings.max_excess!r}", expected="0% <= x < 100%")
 
 
 @dataclass(frozen=True, slots=True)
