@@ -193,6 +193,7 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}: a deploy-chaos run (select with -m {MARKER}); added automatically to "
         "scenario runs and to tests that use the harness's fixtures",
     )
+    _add_scenario_roots(config)
     options = _options(config)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
@@ -236,6 +237,47 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # -- collection ------------------------------------------------------------------------
+
+
+def _selects_chaos_runs(markexpr: str) -> bool:
+    """Whether ``-m markexpr`` asks for chaos runs: it selects an item marked only
+    ``deploy_chaos`` and not an unmarked one (``-m "not integration"`` does not ask)."""
+    if not markexpr.strip():
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+
+        def marked(name: str, /, **_: object) -> bool:
+            return name == MARKER
+
+        def unmarked(name: str, /, **_: object) -> bool:
+            return False
+
+        return bool(expression.evaluate(marked)) and not expression.evaluate(unmarked)
+    except Exception:  # an unparsable expression is pytest's to report
+        return MARKER in markexpr and f"not {MARKER}" not in markexpr
+
+
+def _add_scenario_roots(config: pytest.Config) -> None:
+    """``pytest -m deploy_chaos`` with no paths collects the scenario files of the ini
+    ``chaos_scenarios`` globs even where ``testpaths`` names only the tests (this project's
+    own ini does): the usage the plugin exists for works in any repo as it is."""
+    if config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return  # paths given: they are what the user asked for
+    if not _selects_chaos_runs(str(config.getoption("markexpr", "") or "")):
+        return
+    root = Path(str(config.rootpath))
+    have = [Path(a).resolve() for a in config.args]
+    for glob in config.getini(INI_SCENARIOS):
+        parts = Path(str(glob)).parts
+        fixed = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), None)
+        head = parts[:fixed] if fixed is not None else parts[:-1]  # its fixed directories
+        base = root.joinpath(*head).resolve()
+        if base.is_dir() and not any(base == h or h in base.parents for h in have):
+            config.args.append(str(base))
+            have.append(base)
 
 
 def _is_scenario(config: pytest.Config, file_path: Path) -> bool:

@@ -65,6 +65,27 @@ def _scenario(pytester: pytest.Pytester, text: str = SCENARIO, name: str = "ledg
     return path
 
 
+def test_dash_m_deploy_chaos_finds_the_scenarios_where_testpaths_names_only_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """A repo whose ini says ``testpaths = tests``: ``pytest -m deploy_chaos`` still runs its
+    scenarios (the ini ``chaos_scenarios`` globs), a plain ``pytest`` and ``-m "not slow"``
+    do not, and a path given on the command line is what is collected."""
+    _scenario(pytester)
+    pytester.makeini("[pytest]\ntestpaths = tests\nmarkers = slow\n")
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "test_app.py").write_text("def test_app():\n    pass\n")
+    chaos = pytester.runpytest("--collect-only", "-q", "-m", "deploy_chaos")
+    chaos.stdout.fnmatch_lines(["12/13 tests collected (1 deselected)*"])
+    plain = pytester.runpytest("--collect-only", "-q")
+    plain.stdout.fnmatch_lines(["tests/test_app.py::test_app", "1 test collected*"])
+    other = pytester.runpytest("--collect-only", "-q", "-m", "not slow")
+    other.stdout.fnmatch_lines(["1 test collected*"])
+    given = pytester.runpytest("--collect-only", "-q", "-m", "deploy_chaos", "tests")
+    given.stdout.fnmatch_lines(["no tests collected (1 deselected)*"])
+
+
 def test_collects_one_item_per_run_with_readable_ids(pytester: pytest.Pytester) -> None:
     _scenario(pytester)
     result = pytester.runpytest("--collect-only", "-q", "scenarios/")
