@@ -23,6 +23,11 @@ def load_target(ref: str) -> Target:
         path = Path(module_ref).resolve()
         if not path.is_file():
             raise SpecError(f"target file {path} does not exist", source=ref)
+        # Its directory goes on sys.path (and stays: workload code imports lazily), so
+        # target.py imports its own modules plainly. Module names are global to the
+        # process: give them names another target will not use.
+        if str(path.parent) not in sys.path:
+            sys.path.append(str(path.parent))
         name = f"_deploy_chaos_target_{path.stem}_{abs(hash(path)) & 0xFFFF:x}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:

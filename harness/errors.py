@@ -26,7 +26,17 @@ __all__ = [
     "WorkloadError",
     "WorkloadRequestFailed",
     "WorkloadStuck",
+    "clip",
 ]
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` in at most about ``limit`` characters, keeping its start and its end (a
+    command's error is usually its last line)."""
+    if len(text) <= limit:
+        return text
+    half = max(1, (limit - 5) // 2)
+    return f"{text[:half]} ... {text[-half:]}"
 
 
 class ChaosError(Exception):

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.errors import clip
 from harness.report.outcome import RunOutcome
 from harness.scenario import RECOVERY_VERDICT, Expectation, RunCase
 
@@ -171,7 +172,7 @@ def _status(verdict: Mapping[str, Any]) -> str:
 def harness_errors_of(outcome: RunOutcome) -> list[str]:
     """The run's errors that mean the harness, not the system under test, went wrong."""
     return [
-        f"{e.phase} {e.subject}: {e.kind}: {e.message[:300]}"
+        f"{e.phase} {e.subject}: {e.kind}: {clip(e.message, 1000)}"
         for e in outcome.errors
         if e.phase in _HARNESS_PHASES
     ]

@@ -50,7 +50,7 @@ from harness.deploy.points import NO_POINT, FaultPoint, When, parse_point
 from harness.deploy.runner import RunSpec
 from harness.deploy.strategies import StrategyName
 from harness.errors import ChaosError, SpecError
-from harness.faults.base import Fault, FaultKind
+from harness.faults.base import Fault, FaultKind, Named
 from harness.faults.registry import FaultRegistry, default_registry, parse_duration
 from harness.flags import FLAG_SETTINGS, FlagRollout
 from harness.invariants.builtin import Availability
@@ -538,18 +538,27 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
                 choices=plan.step_names,
             )
 
-    faults = []
+    faults: list[FaultEntrySpec] = []
     seen_faults: dict[str, int] = {}
     for text, node in reader.strings(value("faults"), "faults"):
         fault = _catch(reader, node, f"fault {text!r}", lambda t=text: ctx.faults.parse(t))  # type: ignore[misc]
         line = node.start_mark.line + 1
-        if fault.name in seen_faults:
-            raise reader.error(
-                node,
-                f"fault {text!r} has the same name {fault.name!r} as the one on line "
-                f"{seen_faults[fault.name]}; run ids would collide",
-                expected="faults with distinct names",
-            )
+        label = "".join(text.split())  # the entry's own text, without blanks
+        if fault.name in seen_faults or any(f.fault.name == label for f in faults):
+            # One fault twice with other parameters: each is named by its text.
+            first = next((i for i, f in enumerate(faults) if f.fault.name == fault.name), None)
+            if first is not None:
+                earlier = faults[first]
+                faults[first] = FaultEntrySpec(
+                    earlier.text, Named(earlier.fault, "".join(earlier.text.split())), earlier.line
+                )
+            if label in {f.fault.name for f in faults}:
+                raise reader.error(
+                    node,
+                    f"fault {text!r} repeats the one on line {seen_faults.get(fault.name, '?')}",
+                    expected="each fault (with its parameters) once",
+                )
+            fault = Named(fault, label)
         seen_faults[fault.name] = line
         faults.append(FaultEntrySpec(text, fault, line))
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from harness.backends import BackendName
 from harness.deploy.canary import exposure_text
 from harness.deploy.strategies import StrategyName
-from harness.errors import ChaosError, ConfigError, SpecError
+from harness.errors import ChaosError, ConfigError, SpecError, clip
 from harness.expect import Judgement, judge, judge_runs, judge_verdicts, verdicts_of
 from harness.report import json as results_json
 from harness.report.outcome import RunOutcome
@@ -350,10 +350,13 @@ class RunRecord:
                 )
             lines.append("timeline")
             for event in outcome.events:
-                detail = f" {event.detail[:160]}" if event.detail else ""
+                # A failure keeps its end: a migration tool's error is its last line.
+                keep = 2000 if event.kind.value.endswith("failed") else 160
+                detail = f" {clip(event.detail, keep)}" if event.detail else ""
                 lines.append(f"  {event.t:7.2f}s {event.kind.value:<20} {event.subject}{detail}")
             for err in outcome.errors:
-                lines.append(f"error    {err.phase} {err.subject}: {err.kind}: {err.message[:300]}")
+                message = clip(err.message, 2000)
+                lines.append(f"error    {err.phase} {err.subject}: {err.kind}: {message}")
         lines.append("verdicts")
         for name, verdict in sorted(self.verdicts.items()):
             lines.append(f"  {name:<30} {verdict.get('status', 'unknown')}")

@@ -93,6 +93,30 @@ class Fault(Protocol):
         """Undo the fault (idempotent; tolerates a half-injected state)."""
 
 
+class Named:
+    """A fault under another name: two entries of one fault with different parameters in
+    one scenario (``db_crash(duration=0.5s)`` and ``db_crash(duration=none)``) are named by
+    their text, so their run ids differ. Everything else is the fault's own."""
+
+    def __init__(self, fault: Fault, name: str) -> None:
+        self._fault = fault
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def fault(self) -> Fault:
+        return self._fault
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._fault, attr)
+
+    def __repr__(self) -> str:
+        return f"Named({self._fault!r}, {self._name!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class NoFault:
     """``no_fault``: the control. Nothing is injected; the same upgrade, traffic and recovery

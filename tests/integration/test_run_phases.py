@@ -348,3 +348,27 @@ def test_a_fault_whose_inject_fails_is_a_harness_error_not_a_crash(
     assert (error.phase, error.kind) == ("inject", "UndefinedTable"), error
     assert outcome.faults[0]["healed_by"] == "plan finished", "no duration held for it"
     assert outcome.verdicts["end_state_serves"]["status"] == "valid"
+
+
+def test_a_renamed_fault_runs_as_its_own(local_backend: LocalBackend) -> None:
+    """Two entries of one fault in a scenario are named by their text (harness.faults.base
+    Named); the run injects the fault itself under that name."""
+    from harness.faults.base import Named
+
+    fault = Named(default_registry().parse("db_crash(duration=0.5s)"), "db_crash(duration=0.5s)")
+    spec = RunSpec(
+        TARGET,
+        "v1",
+        "v2.1",
+        fault,
+        parse_point("before:migrate:0003"),
+        StrategyName("halt"),
+        fix="v2.1",
+        seed=11,
+        health_grace=1.0,
+    )
+    outcome = run_chaos(local_backend, spec)
+    assert outcome.errors == (), outcome.errors
+    assert outcome.fault == "db_crash(duration=0.5s)"
+    (injection,) = outcome.faults
+    assert injection["acted_on"], injection

@@ -146,7 +146,7 @@ def test_exclude_and_expect_select_runs(tmp_path: Path) -> None:
     ("old", "new", "line", "message"),
     [
         ("scenario: s", "scenario: [s]", 1, "scenario is a list"),
-        ("faults: [db_crash,", "faults: [db_crash, db_crash,", 4, "same name 'db_crash'"),
+        ("faults: [db_crash,", "faults: [db_crash, db_crash,", 4, "repeats the one on line 4"),
         ("upgrade: {from: v1,", "upgrade: {from: v9,", 3, "no release 'v9'"),
         ("  - before:migrate:0003", "  - later:migrate:0003", 6, "unknown moment 'later'"),
         ("statement: UPDATE", "statement: '('", 7, "not a regular expression"),
@@ -161,6 +161,22 @@ def test_errors_carry_the_line(tmp_path: Path, old: str, new: str, line: int, me
     assert error.line == line, str(error)
     assert message in str(error)
     assert str(error).startswith(f"{tmp_path / 's.yaml'}:{line}: ")
+
+
+def test_one_fault_with_other_parameters_is_named_by_its_text(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "faults: [db_crash,", "faults: [db_crash(duration=0.5s), 'db_crash(duration = none)',"
+    )
+    scenario = _load(tmp_path, text)
+    faults = [f.fault for f in scenario.faults]  # type: ignore[attr-defined]
+    assert [f.name for f in faults] == [
+        "db_crash(duration=0.5s)",
+        "db_crash(duration=none)",
+        "kill_app(1)",
+    ]
+    assert [f.duration for f in faults[:2]] == [0.5, None], "the fault's own parameters"
+    keys = {r.key for r in scenario.runs()}  # type: ignore[attr-defined]
+    assert "s[db_crash(duration=none)-before:migrate:0003-halt]" in keys
 
 
 def test_an_expect_glob_that_matches_nothing_is_a_typo(tmp_path: Path) -> None:
