@@ -173,31 +173,37 @@ def confirm_flag(
     """Wait (at most ``timeout`` s) until every running instance that reports flags in its
     version document reports ``name`` at ``percent``; (status, what was seen): ``confirmed``;
     ``unconfirmed`` when no instance reports flags (nobody can tell); ``stale`` when one
-    still reports another value (or does not answer) at the deadline."""
+    still reports another value at the deadline (an instance that does not answer is named,
+    not counted: when none answers, nobody can tell)."""
+    import http.client
     import time
 
     deadline = time.monotonic() + timeout
     while True:
-        seen: dict[str, object] = {}
-        reporting = 0
+        seen: dict[str, object] = {}  # what each reporting instance says
+        silent: dict[str, str] = {}  # instances that did not answer
         for app in apps:
             if not getattr(app, "running", True) or getattr(app, "paused", False):
                 continue
             url = app.base_url + app.release.version_path
             try:
                 flags = reported_flags(_version_document(url, 1.0))
-            except (OSError, ValueError) as exc:
-                seen[app.name] = f"no answer ({type(exc).__name__})"
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                silent[app.name] = f"no answer ({type(exc).__name__})"
                 continue
-            if flags is None:
-                continue
-            reporting += 1
-            seen[app.name] = flags.get(name)
-        if reporting == 0 and not seen:
+            if flags is not None:
+                seen[app.name] = flags.get(name)
+        unheard = "; " + ", ".join(f"{k}: {v}" for k, v in silent.items()) if silent else ""
+        if seen and all(v == percent for v in seen.values()):
+            return "confirmed", f"{len(seen)} instance(s) report {name} at {percent}%{unheard}"
+        if not seen and not silent:
             return "unconfirmed", "no instance reports its flags in its version document"
-        if reporting and all(v == percent for v in seen.values()):
-            return "confirmed", f"{reporting} instance(s) report {name} at {percent}%"
         if time.monotonic() >= deadline:
+            if not seen:  # nobody answered: nobody can tell
+                return "unconfirmed", f"no instance answered its version document{unheard}"
             detail = ", ".join(f"{k}: {v}" for k, v in seen.items())
-            return "stale", f"after {timeout:g}s, expected {name} at {percent}%: {detail}"
+            return (
+                "stale",
+                f"after {timeout:g}s, expected {name} at {percent}%: {detail}{unheard}",
+            )
         time.sleep(0.05)  # the apps re-read the file on their own schedule: poll them

@@ -274,6 +274,8 @@ def _add_scenario_roots(config: pytest.Config) -> None:
         parts = Path(str(glob)).parts
         fixed = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), None)
         head = parts[:fixed] if fixed is not None else parts[:-1]  # its fixed directories
+        if not head:
+            continue  # a glob over the whole repo: the rootdir's own collection covers it
         base = root.joinpath(*head).resolve()
         if base.is_dir() and not any(base == h or h in base.parents for h in have):
             config.args.append(str(base))

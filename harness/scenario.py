@@ -553,9 +553,10 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
                     earlier.text, Named(earlier.fault, "".join(earlier.text.split())), earlier.line
                 )
             if label in {f.fault.name for f in faults}:
+                again = next(f.line for f in faults if f.fault.name == label)
                 raise reader.error(
                     node,
-                    f"fault {text!r} repeats the one on line {seen_faults.get(fault.name, '?')}",
+                    f"fault {text!r} repeats the one on line {again}",
                     expected="each fault (with its parameters) once",
                 )
             fault = Named(fault, label)

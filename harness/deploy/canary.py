@@ -26,8 +26,8 @@ and until recovery ended, how many of them failed, how many acknowledged writes 
 verdicts found damaged (the largest ``damaged`` count an invalid verdict reports: writes
 lost, duplicated effects, entities reading back wrong, and one per group whose sum broke,
 since a sum says that a write went wrong but not which: a lower bound), the time from the
-end of the first rollout to detection (time to detect) and from detection to the end of
-recovery (time to recover).
+start of the first rollout (behind a flag: of its first flag step) to detection (time to
+detect) and from detection to the end of recovery (time to recover).
 """
 
 from __future__ import annotations
@@ -211,6 +211,7 @@ def exposure(
         "until_recovery": {"operations": len(until), "failed": sum(o.is_error for o in until)},
         "damaged_writes": damaged,
         "damaged_by_verdict": by_verdict,
+        "detected": detected is not None,
         "time_to_detect_s": None
         if detected is None or in_service is None
         else round(max(0.0, detected - in_service), 3),
@@ -229,10 +230,13 @@ def exposure_text(data: Mapping[str, Any]) -> str:
     until = data["until_recovery"]
     parts = [f"{before['operations']} ops on {releases} ({before['failed']} failed)"]
     ttd = data.get("time_to_detect_s")
-    if ttd is None:
+    detected = data.get("detected", ttd is not None)
+    if not detected:
         parts[0] += ", nothing detected"
     else:
-        parts[0] += f" before detection ({ttd:g}s after it went in service)"
+        parts[0] += " before detection" + (
+            f" ({ttd:g}s after it went in service)" if ttd is not None else " (before it served)"
+        )
         ttr = data.get("time_to_recover_s")
         parts.append(
             f"{until['operations']} ({until['failed']} failed) until recovery"

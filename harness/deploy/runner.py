@@ -490,19 +490,22 @@ class _Traffic:
         self.say(f"  analysis {result.step}: {result.verdict}: {result.detail}")
         return result
 
-    def analyse_flip(self, step: Step, flipped: float, flag: FlagRollout) -> Analysis:
+    def analyse_flip(
+        self, step: Step, started: float, flipped: float, flag: FlagRollout
+    ) -> Analysis:
         """A flag step's analysis: live traffic until ``flag.samples`` operations sent after
-        the flip completed (at most ``flag.window`` s), against the operations sent in as
-        long a time before the flip (see harness.deploy.canary)."""
+        the flip took effect (``flipped``: the step's end, after the apps confirmed it)
+        completed, at most ``flag.window`` s, against the operations sent in as long a time
+        before the step began (``started``); the confirmation's own time is in neither."""
         assert step.arg is not None
         percent = int(step.arg.rpartition(":")[2])
         self.label(f"analysis:{step.name}")
         client = self.client
-        started = time.monotonic()
+        began = time.monotonic()
         if client is None:
             result = Analysis(step.name, percent, "inconclusive", 0, 0, 0, 0, 0.0, "no workload")
             return self._record(result)
-        deadline = started + flag.window
+        deadline = began + flag.window
 
         def after() -> list[Any]:
             ops = client.history.operations(completed=True)
@@ -516,10 +519,10 @@ class _Traffic:
         before = [
             o
             for o in client.history.operations(completed=True)
-            if flipped - max(span, 1.0) <= o.invoke_time < flipped
+            if started - max(span, 1.0) <= o.invoke_time < started
         ]
         result = analyse_sides(
-            step.name, percent, flipped_ops, before, flag, time.monotonic() - started
+            step.name, percent, flipped_ops, before, flag, time.monotonic() - began
         )
         return self._record(result)
 
@@ -951,7 +954,7 @@ def run_chaos(
                         RunError("recovery", failed.name, "RecoveryStepFailed", failed.error)
                     )
                 recovery = recovery_verdict(strategy.value, result.steps)
-                if balancer.split is not None and strategy is not StrategyName.HALT:
+                if balancer.split is not None and result.ok and strategy is not StrategyName.HALT:
                     balancer.set_weight(None)  # recovered: one release again, no split
                 if faults.pending_durations():
                     faults.hold(None)
@@ -1122,7 +1125,8 @@ def _walk_plan(
                 )
         elif step.kind is StepKind.FLAG and spec.flag is not None:
             started = timeline.of(EventKind.STEP_START)[-1].t
-            analysis = traffic.analyse_flip(step, started, spec.flag)
+            flipped = timeline.of(EventKind.STEP_END)[-1].t  # the apps confirmed it by then
+            analysis = traffic.analyse_flip(step, started, flipped, spec.flag)
             if analysis.detected:
                 return _detected(
                     timeline,

@@ -177,13 +177,24 @@ def recover(
             rec.step("restore:database", lambda: stack.database.restore(backup))
             rec.rollout_all("restore", plan.source, force=True)
         elif strategy is StrategyName.KILL_SWITCH:
-            for name in stack.flags.on():
+            on = stack.flags.on()
+            if not on:
+                # Detected before any flag step (a canary, a migration): there is nothing
+                # to switch off, and the failure stays. Said, never a silent success.
+                rec.step("kill_switch:no_flag_on", partial(_nothing_on, stack))
+            for name in on:
                 rec.step(f"kill_switch:flag:{name}", partial(_switch_off, stack, name))
         # HALT: nothing is reversed.
     except _Failed:
         pass
     timeline.add(EventKind.RECOVERY_END, strategy.value, "ok" if result.ok else "failed")
     return result
+
+
+def _nothing_on(stack: Stack) -> None:
+    raise ServiceError(
+        stack.name, "kill_switch", "no flag was on: nothing to turn off (the failure came first)"
+    )
 
 
 def _switch_off(stack: Stack, name: str) -> None:

@@ -111,6 +111,8 @@ class Named:
         return self._fault
 
     def __getattr__(self, attr: str) -> Any:
+        if attr == "_fault":  # not set yet (a copy, an unpickle): no recursion
+            raise AttributeError(attr)
         return getattr(self._fault, attr)
 
     def __repr__(self) -> str:

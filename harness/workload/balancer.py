@@ -165,6 +165,9 @@ class Balancer:
         #: The canary split: (stable release, canary percent), and the round robin's credits.
         self._split: tuple[str, int] | None = None
         self._credit = {True: 0, False: 0}
+        #: Round robin within each side of the split (one shared turn would let the
+        #: alternation of the sides starve some members).
+        self._side_turn = {True: 0, False: 0}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._health_checks = 0
@@ -229,24 +232,31 @@ class Balancer:
             if not rotation:
                 return None
             if self._split is not None and not panic:
-                rotation = self._weighted(rotation, *self._split)
+                side, members = self._weighted(rotation, *self._split)
+                if side is not None:
+                    chosen = members[self._side_turn[side] % len(members)]
+                    self._side_turn[side] += 1
+                    return chosen.pick(panic)
             chosen = rotation[self._turn % len(rotation)]
             self._turn += 1
             return chosen.pick(panic)
 
-    def _weighted(self, rotation: list[_Member], stable: str, percent: int) -> list[_Member]:
+    def _weighted(
+        self, rotation: list[_Member], stable: str, percent: int
+    ) -> tuple[bool | None, list[_Member]]:
         """The side of the split the next request goes to (smooth weighted round robin,
-        as nginx does it); the whole rotation when one side has no member in it."""
+        as nginx does it): (True for the canary, its members); (None, the whole rotation)
+        when one side has no member in it."""
         canary = [m for m in rotation if m.release != stable]
         stables = [m for m in rotation if m.release == stable]
         if not canary or not stables:
-            return rotation
+            return None, rotation
         weights = {True: percent, False: 100 - percent}
         for side, weight in weights.items():
             self._credit[side] += weight
         side = self._credit[True] >= self._credit[False]
         self._credit[side] -= 100
-        return canary if side else stables
+        return side, canary if side else stables
 
     def set_weight(self, percent: int | None, stable: str | None = None) -> None:
         """Send ``percent`` of the requests not sent to a named instance to the instances

@@ -139,3 +139,16 @@ def test_a_bad_canary_is_refused_with_its_line(tmp_path: Path, canary: str, mess
         load_scenario(_scenario(tmp_path, canary))
     assert "s.yaml" in str(info.value)
     assert ":7" in str(info.value) or "line 7" in str(info.value)
+
+
+def test_every_member_of_each_side_gets_its_turn() -> None:
+    """The sides alternate at 50 %: one shared round robin would starve a stable member."""
+    members = [
+        _Instance(0, "http://127.0.0.1:1", "v2"),
+        _Instance(1, "http://127.0.0.1:2", "v1"),
+        _Instance(2, "http://127.0.0.1:3", "v1"),
+    ]
+    balancer = Balancer(members, checks=False)
+    balancer.set_weight(50, stable="v1")
+    picks = Counter(p.index for p in (balancer.pick() for _ in range(400)) if p is not None)
+    assert picks == {0: 200, 1: 100, 2: 100}

@@ -65,3 +65,26 @@ def test_a_scenario_flag_adds_flag_steps_after_verify(tmp_path: Path) -> None:
     assert scenario.flag == FlagRollout("new-transfers", (10, 100), samples=12)
     plan = scenario.runs()[0].run_spec(1).plan()
     assert plan.step_names[-3:] == ("verify", "flag:new-transfers:10", "flag:new-transfers:100")
+
+
+def test_kill_switch_with_no_flag_on_says_so_and_does_not_pass(tmp_path: Path) -> None:
+    """Detected before any flag step (a bad canary): kill_switch has nothing to turn off;
+    its recovery is a failed step, not a silent success."""
+    from types import SimpleNamespace
+
+    from harness.deploy.strategies import StrategyName, recover
+    from harness.report.outcome import Timeline
+
+    stack = SimpleNamespace(name="s", flags=FlagFile(tmp_path / "flags.json"), apps=[])
+    result = recover(
+        StrategyName.KILL_SWITCH,
+        stack=stack,  # type: ignore[arg-type]
+        plan=None,  # type: ignore[arg-type]
+        timeline=Timeline(),
+        fix=None,
+        backup=None,
+    )
+    assert not result.ok
+    (step,) = result.steps
+    assert step.name == "kill_switch:no_flag_on"
+    assert "nothing to turn off" in step.error
