@@ -40,6 +40,7 @@ __all__ = [
     "confirm_flag",
     "flag_definition",
     "reported_flags",
+    "switch_flag",
     "valid_flag_name",
 ]
 
@@ -207,3 +208,16 @@ def confirm_flag(
                 f"after {timeout:g}s, expected {name} at {percent}%: {detail}{unheard}",
             )
         time.sleep(0.05)  # the apps re-read the file on their own schedule: poll them
+
+
+def switch_flag(stack: Any, name: str, percent: int, where: str) -> str:
+    """Set flag ``name`` of ``stack`` to ``percent`` and wait for the apps to confirm it
+    (:func:`confirm_flag`); what was seen. A :class:`~harness.errors.ServiceError` naming
+    ``where`` when an instance still reports another value."""
+    from harness.errors import ServiceError
+
+    stack.flags.set(name, percent)
+    status, detail = confirm_flag(stack.apps, name, percent)
+    if status == "stale":
+        raise ServiceError(stack.name, where, f"the flag did not take effect: {detail}")
+    return f"{status}: {detail}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from harness.backends.base import Stack
 from harness.errors import SpecError
-from harness.flags import FlagRollout
+from harness.flags import FlagRollout, switch_flag
 from harness.spec import Release, Target
 
 __all__ = [
@@ -61,6 +61,14 @@ class Step:
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def flag(self) -> tuple[str, int]:
+        """A flag step's (flag name, percent): ``flag:new-transfers:10``."""
+        if self.kind is not StepKind.FLAG or self.arg is None:
+            raise SpecError(f"step {self.name} is not a flag step")
+        name, _, percent = self.arg.rpartition(":")
+        return name, int(percent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +179,7 @@ def execute_step(stack: Stack, plan: Plan, step: Step) -> None:
     elif step.kind is StepKind.WEIGHT:
         return  # a traffic split lives in the run's balancer (see the runner)
     elif step.kind is StepKind.FLAG:
-        assert step.arg is not None
-        name, _, percent = step.arg.rpartition(":")
-        stack.flags.set(name, int(percent))
+        switch_flag(stack, *step.flag, where=step.name)
     else:
         _verify(stack, plan)
 

@@ -35,7 +35,7 @@ from harness.deploy.points import FaultPoint, When
 from harness.deploy.strategies import StrategyName, recover
 from harness.errors import ChaosError, NothingToActOn, ServiceError, SpecError, WaitTimeout
 from harness.faults.base import Fault, FaultContext, FaultKind, Injected
-from harness.flags import FlagRollout, confirm_flag
+from harness.flags import FlagRollout, switch_flag
 from harness.invariants.base import FaultWindow, Invariant
 from harness.report.outcome import (
     EndState,
@@ -454,6 +454,22 @@ class _Traffic:
     def warmup(self) -> None:
         self._phase("warmup", self.settings.warmup, self._by_release())
 
+    def _window(
+        self, since: float, counted: Callable[[Any], bool], samples: int, seconds: float
+    ) -> list[Any] | None:
+        """The completed operations invoked from ``since`` on, once ``samples`` of them are
+        ``counted`` (or after ``seconds``, or when the workload stops); None without one."""
+        client = self.client
+        if client is None:
+            return None
+        deadline = time.monotonic() + seconds
+        while True:
+            ops = [o for o in client.history.operations(completed=True) if o.invoke_time >= since]
+            if sum(1 for o in ops if counted(o)) >= samples or time.monotonic() >= deadline:
+                return ops
+            if client.wait_stopped(0.05):  # the history has no wake-up: poll it
+                return ops
+
     def analyse(self, step: Step, stable: str, canary: Canary) -> Analysis:
         """A weight step's analysis window (see harness.deploy.canary): live traffic until
         the canary (any release but ``stable``) answered ``canary.samples`` operations sent
@@ -461,27 +477,15 @@ class _Traffic:
         assert step.arg is not None
         weight = int(step.arg)
         self.label(f"analysis:{step.name}")
-        client = self.client
-        started = time.monotonic()
-        if client is None:
+        began = time.monotonic()
+        since = self.client.history.now() if self.client is not None else 0.0
+        ops = self._window(
+            since, lambda o: o.release not in (stable, None), canary.samples, canary.window
+        )
+        if ops is None:
             result = Analysis(step.name, weight, "inconclusive", 0, 0, 0, 0, 0.0, "no workload")
         else:
-            since = client.history.now()
-            deadline = started + canary.window
-
-            def window() -> list[Any]:
-                ops = client.history.operations(completed=True)
-                return [o for o in ops if o.invoke_time >= since]
-
-            def canary_ops() -> int:
-                return sum(1 for o in window() if o.release not in (stable, None))
-
-            while canary_ops() < canary.samples and time.monotonic() < deadline:
-                if client.wait_stopped(0.05):  # the history has no wake-up: poll it
-                    break
-            result = analyse(
-                step.name, weight, window(), stable, canary, time.monotonic() - started
-            )
+            result = analyse(step.name, weight, ops, stable, canary, time.monotonic() - began)
         return self._record(result)
 
     def _record(self, result: Analysis) -> Analysis:
@@ -497,33 +501,20 @@ class _Traffic:
         the flip took effect (``flipped``: the step's end, after the apps confirmed it)
         completed, at most ``flag.window`` s, against the operations sent in as long a time
         before the step began (``started``); the confirmation's own time is in neither."""
-        assert step.arg is not None
-        percent = int(step.arg.rpartition(":")[2])
+        percent = step.flag[1]
         self.label(f"analysis:{step.name}")
-        client = self.client
         began = time.monotonic()
-        if client is None:
+        after = self._window(flipped, lambda o: True, flag.samples, flag.window)
+        if after is None or self.client is None:
             result = Analysis(step.name, percent, "inconclusive", 0, 0, 0, 0, 0.0, "no workload")
             return self._record(result)
-        deadline = began + flag.window
-
-        def after() -> list[Any]:
-            ops = client.history.operations(completed=True)
-            return [o for o in ops if o.invoke_time >= flipped]
-
-        while len(after()) < flag.samples and time.monotonic() < deadline:
-            if client.wait_stopped(0.05):  # the history has no wake-up: poll it
-                break
-        flipped_ops = after()
-        span = max((o.invoke_time for o in flipped_ops), default=flipped) - flipped
+        span = max((o.invoke_time for o in after), default=flipped) - flipped
         before = [
             o
-            for o in client.history.operations(completed=True)
+            for o in self.client.history.operations(completed=True)
             if started - max(span, 1.0) <= o.invoke_time < started
         ]
-        result = analyse_sides(
-            step.name, percent, flipped_ops, before, flag, time.monotonic() - began
-        )
+        result = analyse_sides(step.name, percent, after, before, flag, time.monotonic() - began)
         return self._record(result)
 
     def bake(self, step: Step) -> None:
@@ -661,14 +652,9 @@ def _run_step(
             ctx.overridden.append(app.index)
         deploy(app, _step_release(ctx, plan))
     elif step.kind is StepKind.FLAG:
-        assert step.arg is not None
-        name, _, percent = step.arg.rpartition(":")
-        stack.flags.set(name, int(percent))
-        status, detail = confirm_flag(stack.apps, name, int(percent))
-        if status == "stale":
-            raise ServiceError(stack.name, step.name, f"the flag did not take effect: {detail}")
+        seen = switch_flag(stack, *step.flag, where=step.name)
         if note is not None:
-            note(f"{status}: {detail}")
+            note(seen)
     elif step.kind is StepKind.WEIGHT:
         assert step.arg is not None
         balancer = getattr(deploy, "balancer", None)

@@ -198,12 +198,9 @@ def _nothing_on(stack: Stack) -> None:
 
 
 def _switch_off(stack: Stack, name: str) -> None:
-    from harness.flags import confirm_flag
+    from harness.flags import switch_flag
 
-    stack.flags.set(name, 0)
-    status, detail = confirm_flag(stack.apps, name, 0)
-    if status == "stale":
-        raise ServiceError(stack.name, f"kill_switch:flag:{name}", f"still on: {detail}")
+    switch_flag(stack, name, 0, where=f"kill_switch:flag:{name}")
 
 
 def _ensure_database(rec: _Recovery, prefix: str) -> None:
