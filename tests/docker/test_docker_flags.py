@@ -28,7 +28,7 @@ def test_a_flag_reaches_the_containers_and_kill_switch_recovers(
         fix="v1.0.1",
         seed=3,
         health_grace=2.0,
-        flag=FlagRollout("new-transfers", (100,), samples=10),
+        flag=FlagRollout("new-transfers", (100,), samples=40),  # see integration/test_flags
     )
     outcome = run_chaos(docker_backend, spec, progress=print)
     assert outcome.errors == (), outcome.errors

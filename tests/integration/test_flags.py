@@ -86,8 +86,9 @@ def _run(
     seed: int = 3,
     fault: str = "no_fault",
     point: str = "none",
+    steps: tuple[int, ...] = (10, 100),
 ) -> RunOutcome:
-    print(f"run seed {seed}: v1 -> v1-flagged, flag 10 -> 100, {fault} at {point}, {strategy}")
+    print(f"run seed {seed}: v1 -> v1-flagged, flag {steps}, {fault} at {point}, {strategy}")
     spec = RunSpec(
         TARGET,
         "v1",
@@ -98,7 +99,9 @@ def _run(
         fix="v1.0.1",
         seed=seed,
         health_grace=1.0,
-        flag=FlagRollout("new-transfers", (10, 100), samples=20),
+        # 40 samples: with every transfer failing (about a third of the operations), fewer
+        # than 2 errors in 40 has a chance of about 1 in 100,000.
+        flag=FlagRollout("new-transfers", steps, samples=40),
     )
     return run_chaos(backend, spec, history_path=history)
 
@@ -107,10 +110,12 @@ def test_a_flag_step_changes_behaviour_and_kill_switch_recovers_it(
     local_backend: LocalBackend, tmp_path: Path
 ) -> None:
     history = tmp_path / "h.jsonl"
-    outcome = _run(local_backend, "kill_switch", history)
+    # One step to 100 %: at 10 % whether the analysis catches it is the draw's (see the
+    # delivery comparison); here the flip must change what the app does, every time.
+    outcome = _run(local_backend, "kill_switch", history, steps=(100,))
     assert outcome.errors == (), outcome.errors
     steps = [s for s in outcome.plan if s.startswith("flag:")]
-    assert steps == ["flag:new-transfers:10", "flag:new-transfers:100"]
+    assert steps == ["flag:new-transfers:100"]
     notes = [e.detail for e in outcome.events if e.kind is EventKind.NOTE and "flag:" in e.subject]
     assert any(n.startswith("confirmed: 2 instance(s) report new-transfers at 100%") for n in notes)
     assert outcome.detected is not None
@@ -121,7 +126,7 @@ def test_a_flag_step_changes_behaviour_and_kill_switch_recovers_it(
     ops = read_jsonl(history).operations()
     transfers = [o for o in ops if o.f == "transfer"]
     starts = {e.subject: e.t for e in outcome.events if e.kind is EventKind.STEP_START}
-    first_flag, flip = starts["flag:new-transfers:10"], starts[last["step"]]
+    first_flag, flip = starts["flag:new-transfers:100"], starts[last["step"]]
     dark = [o for o in transfers if o.invoke_time < first_flag]
     after = [o for o in transfers if o.phase == f"analysis:{last['step']}"]
     soak = [o for o in transfers if o.phase == "soak"]
