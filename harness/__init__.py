@@ -15,6 +15,12 @@ so ``import harness`` stays cheap for the harness's own helper processes.
   judged, with reports), or :func:`open_backend`, :class:`RunSpec`, :func:`run_chaos`,
   :func:`parse_point`, :func:`default_registry`, :class:`StrategyName` (one run by hand);
   :class:`Canary`, :class:`FlagRollout` (progressive delivery); :class:`RunOutcome`;
+- without a Model class: :class:`RestWorkload` of :class:`Resource` and
+  :class:`Transition` (fields drawn by :func:`fake`, :func:`integer`, :func:`decimal`,
+  :func:`choice`, :func:`boolean`, :func:`const`, :func:`ref`), which derives the Model
+  and the invariants; :func:`row_counts`, :func:`same_value`;
+- migration tools: :class:`AlembicMigrations`, :class:`DjangoMigrations`,
+  :class:`SqlDirMigrations` (golang-migrate and dbmate layouts);
 - errors: :class:`ChaosError` and :class:`SpecError` (bad input, with file and line).
 """
 
@@ -75,12 +81,28 @@ _EXPORTS: dict[str, str] = {
     "Canary": "harness.deploy.canary",
     "FlagRollout": "harness.flags",
     "RunOutcome": "harness.report.outcome",
+    "AlembicMigrations": "harness.adapters",
+    "DjangoMigrations": "harness.adapters",
+    "SqlDirMigrations": "harness.adapters",
+    "RestWorkload": "harness.workload.rest",
+    "Resource": "harness.workload.rest",
+    "Transition": "harness.workload.rest",
+    "fake": "harness.workload.rest",
+    "integer": "harness.workload.rest",
+    "decimal": "harness.workload.rest",
+    "choice": "harness.workload.rest",
+    "boolean": "harness.workload.rest",
+    "const": "harness.workload.rest",
+    "ref": "harness.workload.rest",
+    "row_counts": "harness.invariants",
+    "same_value": "harness.invariants",
     "ChaosError": "harness.errors",
     "SpecError": "harness.errors",
 }
 
 __all__ = [
     "BASE_MIGRATION",
+    "AlembicMigrations",
     "Answer",
     "AppEndpoint",
     "Availability",
@@ -92,6 +114,7 @@ __all__ = [
     "CheckContext",
     "Completion",
     "Conservation",
+    "DjangoMigrations",
     "Draw",
     "DurableAcknowledgedWrites",
     "EndStateServes",
@@ -111,30 +134,44 @@ __all__ = [
     "ReferentialIntegrity",
     "Relation",
     "Release",
+    "Resource",
+    "RestWorkload",
     "RunOutcome",
     "RunSpec",
     "SchemaCompatible",
     "SpecError",
+    "SqlDirMigrations",
     "SqlInvariant",
     "Status",
     "StrategyName",
     "Target",
+    "Transition",
     "Verdict",
     "WorkloadSpec",
     "Write",
     "__version__",
+    "boolean",
+    "choice",
+    "const",
+    "decimal",
     "default_completion",
     "default_registry",
+    "fake",
+    "integer",
     "load_scenario",
     "load_target",
     "open_backend",
     "open_session",
     "parse_point",
+    "ref",
+    "row_counts",
     "run_chaos",
+    "same_value",
 ]
 
 if TYPE_CHECKING:
     from harness._loader import load_target
+    from harness.adapters import AlembicMigrations, DjangoMigrations, SqlDirMigrations
     from harness.backends import open_backend
     from harness.deploy.canary import Canary
     from harness.deploy.points import parse_point
@@ -166,6 +203,8 @@ if TYPE_CHECKING:
         Status,
         Verdict,
         Write,
+        row_counts,
+        same_value,
     )
     from harness.report.outcome import RunOutcome
     from harness.scenario import load_scenario
@@ -182,6 +221,18 @@ if TYPE_CHECKING:
         Phases,
         WorkloadSpec,
         default_completion,
+    )
+    from harness.workload.rest import (
+        Resource,
+        RestWorkload,
+        Transition,
+        boolean,
+        choice,
+        const,
+        decimal,
+        fake,
+        integer,
+        ref,
     )
 
 

@@ -108,6 +108,9 @@ class Release:
     compatible_migrations: tuple[str, ...] = ()
     #: More schema states (lists of applied migration ids) this release works on.
     accepts: tuple[tuple[str, ...], ...] = ()
+    #: What the migrate command is given as ``{target}`` for "no migration applied" (the
+    #: harness's ``base``): Django's ``migrate <app> zero`` says ``zero``.
+    migrate_base: str = BASE_MIGRATION
 
     def __post_init__(self) -> None:
         owner = f"release {self.name!r}"
@@ -167,6 +170,12 @@ class Release:
         if self.startup_timeout <= 0:
             raise SpecError(f"{owner}: startup_timeout {self.startup_timeout}", expected="> 0")
         object.__setattr__(self, "env", dict(self.env))
+        if not isinstance(self.migrate_base, str) or not _NAME.match(self.migrate_base):
+            raise SpecError(f"{owner}: migrate_base {self.migrate_base!r}", expected="a name")
+
+    def migrate_target(self, to: str) -> str:
+        """The ``{target}`` its migrate command is given to reach migration ``to``."""
+        return self.migrate_base if to == BASE_MIGRATION else to
 
     @property
     def last_migration(self) -> str:

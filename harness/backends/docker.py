@@ -1062,7 +1062,9 @@ class DockerStack:
                 f"release {release.name!r} has no migration {to!r}",
                 choices=["base", *release.migrations],
             )
-        return self.start_command(release, release.migrate_command, {"target": to})
+        return self.start_command(
+            release, release.migrate_command, {"target": release.migrate_target(to)}
+        )
 
     def migrate(self, release: Release, to: str, *, timeout: float = 300.0) -> CommandResult:
         result = self.start_migrate(release, to).wait(timeout=timeout)

@@ -632,7 +632,9 @@ def _run_step(
     if step.kind in (StepKind.MIGRATE, StepKind.CONTRACT):
         assert step.arg is not None
         release = plan.dest
-        command = stack.start_command(release, release.migrate_command, {"target": step.arg})
+        command = stack.start_command(
+            release, release.migrate_command, {"target": release.migrate_target(step.arg)}
+        )
         ctx.command = command
         try:
             result = command.wait(timeout=timeout)

@@ -38,6 +38,8 @@ from harness.invariants.builtin import (
     SchemaCompatible,
     SqlInvariant,
     Write,
+    row_counts,
+    same_value,
 )
 from harness.invariants.serving import EndStateServes, NoRegression
 
@@ -73,6 +75,8 @@ __all__ = [
     "invariants_for",
     "load_history",
     "open_check_context",
+    "row_counts",
+    "same_value",
 ]
 
 

@@ -18,13 +18,16 @@ with ``COPY``); ``info`` operations are never counted as lost and never as proof
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -33,12 +36,13 @@ from psycopg import sql
 from harness._wait import wait_for
 from harness.errors import SpecError, WaitTimeout, WorkloadRequestFailed
 from harness.invariants.base import EXAMPLES, AppEndpoint, CheckContext, Connection, Verdict
-from harness.workload.history import JsonValue, OpType, Scalar
+from harness.workload.history import JsonValue, Operation, OpType, Scalar
 
 if TYPE_CHECKING:
     from harness.workload.model import Answer
 
 __all__ = [
+    "VALUE_TYPES",
     "Availability",
     "CallableInvariant",
     "Conservation",
@@ -54,6 +58,8 @@ __all__ = [
     "SchemaCompatible",
     "SqlInvariant",
     "Write",
+    "row_counts",
+    "same_value",
 ]
 
 
@@ -507,21 +513,28 @@ class NoDuplicateEffects:
 class Flow:
     """Operation ``op`` moves value[``amount_field``] into its group (``sign`` -1: out of it).
 
-    ``group_field`` names the group (e.g. a currency; None: one group); ``key_field`` an
-    idempotency key, so that replays of a key count once (None: every operation counts).
+    ``group_field`` names the group (e.g. a currency; None: one group), or ``group`` names
+    it outright (a table, for row counts); ``key_field`` an idempotency key, so that replays
+    of a key count once (None: every operation counts). ``amount_field`` None: each
+    operation moves one (a row created), so a Conservation over ``count(*)`` says rows only
+    grow by what was acknowledged (see :func:`row_counts`).
     """
 
     op: str
-    amount_field: str
+    amount_field: str | None
     group_field: str | None = None
     key_field: str | None = None
     sign: int = 1
+    group: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.op, "flow op")
-        _require(self.amount_field, "flow amount_field")
+        if self.amount_field is not None:
+            _require(self.amount_field, "flow amount_field")
         if self.sign not in (1, -1):
             raise SpecError(f"flow {self.op}: sign {self.sign}", expected="1 or -1")
+        if self.group is not None and self.group_field is not None:
+            raise SpecError(f"flow {self.op}: give group or group_field, not both")
 
 
 #: The group name of flows without a group field, and of totals rows without a group.
@@ -597,12 +610,15 @@ class Conservation:
         parts = []
         params: dict[str, Any] = {}
         for i, flow in enumerate(self.flows):
-            group = (
+            group: sql.Composable = (
                 sql.SQL("coalesce({f}, {all})").format(
                     f=ctx.field(flow.group_field), all=sql.Literal(ALL)
                 )
                 if flow.group_field
-                else sql.Literal(ALL)
+                else sql.Literal(flow.group or ALL)
+            )
+            amount: sql.Composable = (
+                ctx.field(flow.amount_field) if flow.amount_field else sql.SQL("1")
             )
             key = (
                 sql.SQL("coalesce({k}, 'op-' || idx)").format(k=ctx.field(flow.key_field))
@@ -619,7 +635,7 @@ class Conservation:
                     key=key,
                     i=sql.Literal(i),
                     sign=sql.Literal(flow.sign),
-                    amount=ctx.field(flow.amount_field),
+                    amount=amount,
                     history=history,
                 )
             )
@@ -715,6 +731,37 @@ class Conservation:
         if violations:
             return Verdict.invalid(**evidence)
         return Verdict.valid(**evidence)
+
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def row_counts(
+    creates: Mapping[str, Sequence[str]],
+    deletes: Mapping[str, Sequence[str]] | None = None,
+    *,
+    key_fields: Mapping[str, str] | None = None,
+    name: str = "row_counts",
+) -> Conservation:
+    """Rows only grow by what was acknowledged: a :class:`Conservation` of ``count(*)`` per
+    table, where each acknowledged operation of ``creates[table]`` adds one row and each of
+    ``deletes[table]`` removes one (an unknown one may have or not). ``key_fields``: op ->
+    its idempotency key field, so that replays of a key count once."""
+    if not creates:
+        raise SpecError(f"{name}: no tables")
+    keys = dict(key_fields or {})
+    selects: list[str] = []
+    flows: list[Flow] = []
+    for table in sorted(set(creates) | set(deletes or {})):
+        if not _TABLE.match(table):
+            raise SpecError(f"{name}: table {table!r}", expected="a table name (schema.table)")
+        quoted = ".".join(f'"{part}"' for part in table.split("."))
+        selects.append(f"SELECT '{table}', count(*) FROM {quoted}")
+        for sign, ops in ((1, creates.get(table, ())), (-1, (deletes or {}).get(table, ()))):
+            flows.extend(
+                Flow(op, None, key_field=keys.get(op), sign=sign, group=table) for op in ops
+            )
+    return Conservation(" UNION ALL ".join(selects), tuple(flows), name=name)
 
 
 # -- referential_integrity -----------------------------------------------------------------
@@ -901,6 +948,48 @@ class SchemaCompatible:
 # -- readable_by_running_release -----------------------------------------------------------
 
 
+#: The types a read-back compares by meaning (see :class:`ReadBack`).
+VALUE_TYPES = ("timestamp", "decimal", "text")
+
+
+def _as_timestamp(value: JsonValue) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _as_decimal(value: JsonValue) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+
+
+def same_value(kind: str | None, told: JsonValue, read: JsonValue) -> bool:
+    """Whether ``read`` means what ``told`` meant, as a ``kind`` (see :data:`VALUE_TYPES`;
+    None: equal as JSON). A timestamp is the same instant (``...Z`` is ``+00:00``; one
+    without a zone is UTC), a decimal the same number (``"12.50"`` is ``12.5``), text the
+    same string (``7`` is ``"7"``). A value that does not parse as its type is compared as
+    JSON."""
+    if told == read:
+        return True
+    if kind == "timestamp":
+        a, b = _as_timestamp(told), _as_timestamp(read)
+        return a is not None and a == b
+    if kind == "decimal":
+        x, y = _as_decimal(told), _as_decimal(read)
+        return x is not None and x == y
+    if kind == "text":
+        return told is not None and read is not None and str(told) == str(read)
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class ReadBack:
     """Re-read an acknowledged ``op`` through the app: GET ``path`` (filled from its ``ok``
@@ -908,12 +997,25 @@ class ReadBack:
 
     ``absent_means``: the value a field has when the answer lacks it (e.g. a release that
     has no currency means the default one). A field the client was never told is skipped.
+
+    ``updates``: operations that change the entity later (an order paid, a note published),
+    their ``path`` filled from their own values. The last state a client was told wins (an
+    acknowledged update's told fields over the create's); an entity with an update of
+    unknown outcome (``info``), or two acknowledged updates that overlapped in time, is
+    unjudged (counted, not read), never wrong.
+
+    ``types``: field -> how to compare it (``timestamp``, ``decimal``, ``text``; see
+    :func:`same_value`); ``normalise``: ``(field, value) -> value``, applied to what was told
+    and what is read before they are compared (a hook for an app's own rendering).
     """
 
     op: str
     path: str
     fields: tuple[str, ...]
     absent_means: Mapping[str, Scalar] = field(default_factory=dict)
+    updates: tuple[str, ...] = ()
+    types: Mapping[str, str] = field(default_factory=dict)
+    normalise: Callable[[str, JsonValue], JsonValue] | None = None
 
     def __post_init__(self) -> None:
         _require(self.op, "read-back op")
@@ -922,6 +1024,80 @@ class ReadBack:
         if not self.fields:
             raise SpecError(f"read-back {self.op}: no fields to compare")
         object.__setattr__(self, "absent_means", dict(self.absent_means))
+        object.__setattr__(self, "updates", tuple(self.updates))
+        for op in self.updates:
+            _require(op, f"read-back {self.op}: update op")
+        types = dict(self.types)
+        for name, kind in types.items():
+            if kind not in VALUE_TYPES:
+                raise SpecError(
+                    f"read-back {self.op}: type of {name!r} is {kind!r}", choices=VALUE_TYPES
+                )
+        object.__setattr__(self, "types", types)
+        if self.normalise is not None and not callable(self.normalise):
+            raise SpecError(f"read-back {self.op}: normalise", expected="(field, value) -> value")
+
+    def same(self, name: str, told: JsonValue, read: JsonValue) -> bool:
+        """Whether field ``name`` read back as ``read`` means what was told."""
+        if self.normalise is not None:
+            told, read = self.normalise(name, told), self.normalise(name, read)
+        return same_value(self.types.get(name), told, read)
+
+    def entities(
+        self, operations: Iterable[Operation]
+    ) -> tuple[dict[str, Mapping[str, Scalar]], list[dict[str, JsonValue]]]:
+        """The entities to read back (path -> the values the client was last told) and the
+        unjudged ones (an update of unknown outcome, or acknowledged updates that
+        overlapped)."""
+        from harness.workload.model import fill_path
+
+        created: dict[str, Operation] = {}
+        changes: dict[str, list[Operation]] = defaultdict(list)
+        updates = set(self.updates)
+        for op in operations:
+            if op.f == self.op and op.type is OpType.OK:
+                try:
+                    created[fill_path(self.path, op.value)] = op
+                except SpecError:
+                    continue
+            elif op.f in updates and op.type in (OpType.OK, OpType.INFO):
+                try:
+                    changes[fill_path(self.path, op.value)].append(op)
+                except SpecError:
+                    continue
+        told: dict[str, Mapping[str, Scalar]] = {}
+        unjudged: list[dict[str, JsonValue]] = []
+        for path, create in created.items():
+            value: dict[str, Scalar] = dict(create.value)
+            later = sorted(changes.get(path, ()), key=lambda o: o.invoke_time)
+            unknown = next((o for o in later if o.type is OpType.INFO), None)
+            acked = [o for o in later if o.type is OpType.OK]
+            overlap = next(
+                (
+                    b
+                    for a, b in itertools.pairwise(acked)
+                    if b.invoke_time < a.complete_time
+                ),
+                None,
+            )
+            if unknown is not None or overlap is not None:
+                why = unknown or overlap
+                assert why is not None
+                unjudged.append(
+                    {
+                        "op": self.op,
+                        "path": path,
+                        "update": why.f,
+                        "reason": "an update of unknown outcome"
+                        if unknown
+                        else "acknowledged updates overlapped",
+                    }
+                )
+                continue
+            for change in sorted(acked, key=lambda o: o.complete_time):
+                value.update({k: v for k, v in change.value.items() if k in self.fields})
+            told[path] = value
+        return told, unjudged
 
 
 #: Read-backs in flight at once (each is one HTTP request to an instance).
@@ -968,7 +1144,7 @@ class _Read:
             if name not in self.told:
                 continue
             read = answer.body.get(name, self.spec.absent_means.get(name))
-            if read == self.told[name]:
+            if self.spec.same(name, self.told[name], read):
                 continue
             findings.append(
                 {
@@ -1010,7 +1186,6 @@ class ReadableByRunningRelease:
 
     def check(self, ctx: CheckContext) -> Verdict:
         from harness.workload.client import HttpClient
-        from harness.workload.model import fill_path
 
         apps = ctx.apps
         if not apps:
@@ -1036,15 +1211,10 @@ class ReadableByRunningRelease:
 
         entities = 0
         every: list[_Read] = []
+        unjudged: list[dict[str, JsonValue]] = []
         for spec in self.reads:
-            latest: dict[str, Mapping[str, Scalar]] = {}
-            for op in ctx.operations():
-                if op.f != spec.op or op.type is not OpType.OK:
-                    continue
-                try:
-                    latest[fill_path(spec.path, op.value)] = op.value
-                except SpecError:
-                    continue
+            latest, left = spec.entities(ctx.operations())
+            unjudged.extend(left)
             paths = sorted(latest)
             chosen = rng.sample(paths, min(self.sample, len(paths)))
             entities += len(chosen)
@@ -1101,6 +1271,9 @@ class ReadableByRunningRelease:
             "settle_s": self.settle_s,
             **settle,
         }
+        if unjudged:
+            evidence["unjudged"] = len(unjudged)
+            evidence["unjudged_examples"] = list(unjudged[:EXAMPLES])
         if mismatches or kinds["unreadable"]:
             return Verdict.invalid(**evidence)
         if entities == 0 or len(every) == kinds["unreachable"] + kinds["unavailable"]:
