@@ -17,8 +17,12 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness.errors import ChaosError, ConfigError
+
+#: Shown in ``init --help`` (harness.scaffold.DJANGO_COMMAND, not imported for the help).
+DJANGO_COMMAND_HELP = "{python} manage.py runserver {host}:{port} --noreload"
 
 __all__ = ["main"]
 
@@ -115,6 +119,32 @@ def _cmd_reap(args: argparse.Namespace) -> int:
 def _cmd_proxy(args: argparse.Namespace) -> int:
     proxy = importlib.import_module("harness.proxy")
     return int(proxy.main(["--host", args.host, "--port", str(args.port)]) or 0)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from harness.scaffold import detect, write
+
+    scaffold = detect(
+        Path(args.dir),
+        command=args.command,
+        app=args.app,
+        name=args.name,
+        health_path=args.health_path,
+        version_path=args.version_path,
+        seed=args.seed,
+    )
+    _say(
+        f"init: {scaffold.tool} project {scaffold.name!r} in {scaffold.root};"
+        f" migrations {', '.join(scaffold.ids)}"
+    )
+    for path in write(scaffold, force=args.force):
+        _say(f"init: wrote {path}")
+    _say(
+        "init: run it with `pytest -m deploy_chaos` (scenarios/*.yaml is collected by default)"
+        f" or `deploy-chaos run {scaffold.scenario_file}`; then describe the app's resources"
+        " (harness.RestWorkload) in the target so its data is judged"
+    )
+    return 0
 
 
 def _cmd_upgrade(args: argparse.Namespace) -> int:
@@ -299,6 +329,27 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--backend", default="auto", help="auto, local or docker")
     upgrade.add_argument("--pg-bindir", default=None)
     upgrade.set_defaults(func=_cmd_upgrade)
+
+    init = sub.add_parser(
+        "init",
+        help="write a target and a first scenario for an Alembic or Django project",
+    )
+    init.add_argument("--dir", default=".", help="the project's root (default: here)")
+    init.add_argument(
+        "--command",
+        default=None,
+        help="how one instance starts, e.g. '{python} -m myapp --port {port}' (no shell;"
+        f" Django default: '{DJANGO_COMMAND_HELP}')",
+    )
+    init.add_argument("--app", default=None, help="the Django app whose migrations to follow")
+    init.add_argument("--name", default=None, help="the target's name (default: the directory)")
+    init.add_argument("--health-path", default="/healthz")
+    init.add_argument("--version-path", default="/version")
+    init.add_argument(
+        "--seed", type=int, default=None, help="the scenario's seed (default: random)"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+    init.set_defaults(func=_cmd_init)
 
     run = sub.add_parser(
         "run",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError
-from harness.spec import Release
+from harness.spec import BASE_MIGRATION, Release
 
 __all__ = ["Chain", "linear_chain", "release_up_to", "sql_literal", "values_table"]
 
@@ -82,9 +82,11 @@ class Chain:
     ids: tuple[str, ...]
 
     def up_to(self, last: str | None) -> tuple[str, ...]:
-        """The ids from the first to ``last`` (None: all of them)."""
+        """The ids from the first to ``last`` (None: all of them; ``base``: none)."""
         if last is None:
             return self.ids
+        if last == BASE_MIGRATION:
+            return ()
         if last not in self.ids:
             raise SpecError(f"{self.where}: no migration {last!r}", choices=self.ids)
         return self.ids[: self.ids.index(last) + 1]
