@@ -18,7 +18,8 @@ so ``import harness`` stays cheap for the harness's own helper processes.
 - without a Model class: :class:`RestWorkload` of :class:`Resource` and
   :class:`Transition` (fields drawn by :func:`fake`, :func:`integer`, :func:`decimal`,
   :func:`choice`, :func:`boolean`, :func:`const`, :func:`ref`), which derives the Model
-  and the invariants; :func:`row_counts`, :func:`same_value`;
+  and the invariants (or :func:`load_rest_workload` from YAML); :func:`row_counts`,
+  :func:`same_value`;
 - migration tools: :class:`AlembicMigrations`, :class:`DjangoMigrations`,
   :class:`SqlDirMigrations` (golang-migrate and dbmate layouts);
 - errors: :class:`ChaosError` and :class:`SpecError` (bad input, with file and line).
@@ -94,6 +95,7 @@ _EXPORTS: dict[str, str] = {
     "boolean": "harness.workload.rest",
     "const": "harness.workload.rest",
     "ref": "harness.workload.rest",
+    "load_rest_workload": "harness.workload.rest_yaml",
     "row_counts": "harness.invariants",
     "same_value": "harness.invariants",
     "ChaosError": "harness.errors",
@@ -158,6 +160,7 @@ __all__ = [
     "default_registry",
     "fake",
     "integer",
+    "load_rest_workload",
     "load_scenario",
     "load_target",
     "open_backend",
@@ -234,6 +237,7 @@ if TYPE_CHECKING:
         integer,
         ref,
     )
+    from harness.workload.rest_yaml import load_rest_workload
 
 
 def __getattr__(name: str) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 from faker import Faker
@@ -23,6 +24,7 @@ from harness import (
     decimal,
     fake,
     integer,
+    load_rest_workload,
     ref,
     same_value,
 )
@@ -264,3 +266,69 @@ def test_a_normaliser_hook_runs_before_the_comparison() -> None:
     assert spec.same("title", "Hello ", "hello")
     assert not spec.same("title", "Hello", "world")
     assert Completion  # the public names a Model needs stay importable
+
+
+SHOP_YAML = """\
+clients: 3
+rate: 20
+resources:
+  author:
+    create: POST /authors
+    read: GET /authors/{id}
+    table: authors
+    fields:
+      name: {fake: name}
+  book:
+    create: POST /books
+    read: GET /books/{id}
+    table: books
+    fields:
+      title: {fake: sentence}
+      author_id: {ref: author}
+      price: {decimal: ["1.00", "9.99"]}
+    types: {created_at: timestamp}
+  order:
+    create: POST /orders
+    read: GET /orders/{id}
+    table: orders
+    fields:
+      book_id: {ref: book}
+      quantity: {integer: [1, 3]}
+    state: status
+    transitions:
+      pay: {call: "POST /orders/{id}/pay", from: [pending]}
+"""
+
+
+def test_the_yaml_form_declares_the_same_workload(tmp_path: Path) -> None:
+    path = tmp_path / "workload.yaml"
+    path.write_text(SHOP_YAML, encoding="utf-8")
+    loaded = load_rest_workload(path)
+    expected = _shop()
+    assert loaded.resources == expected.resources
+    assert (loaded.clients, loaded.rate) == (3, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "message"),
+    [
+        (("      name: {fake: name}", "      name: {fake: nonsense}"), 9, "Faker provider"),
+        (("      author_id: {ref: author}", "      author_id: {ref: writer}"), 16, "writer"),
+        (("    table: orders", "    tabel: orders"), 22, "unknown key 'tabel'"),
+        (("      quantity: {integer: [1, 3]}", "      quantity: {integer: [1]}"), 25, "[low"),
+        (("from: [pending]", "from: [pending], wait: 1"), 28, "unknown key 'wait'"),
+        (('"POST /orders/{id}/pay"', "POST /orders/{id}/pay"), 28, "quote a value with braces"),
+    ],
+)
+def test_yaml_errors_name_the_line(
+    tmp_path: Path, change: tuple[str, str], line: int, message: str
+) -> None:
+    path = tmp_path / "workload.yaml"
+    assert change[0] in SHOP_YAML
+    path.write_text(SHOP_YAML.replace(change[0], change[1]), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        load_rest_workload(path)
+    print(info.value)
+    assert message in str(info.value)
+    assert info.value.source == str(path)
+    assert info.value.line == line

@@ -1,0 +1,1 @@
+"""The notes app: notebooks and notes behind a small JSON API."""

@@ -1,0 +1,1 @@
+"""The Django project of the notes example: settings, root URLconf, WSGI entry point."""
