@@ -15,6 +15,7 @@ else ``nobody``), and the data directories are owned by it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import re
@@ -51,6 +52,9 @@ __all__ = [
 PG_BINDIR_ENV = "DEPLOY_CHAOS_PG_BINDIR"
 PG_USER_ENV = "DEPLOY_CHAOS_PG_USER"
 SUPERUSER = "chaos"
+
+#: The longest path a Unix socket may have (sun_path holds 108 bytes with its NUL).
+_SOCKET_PATH_MAX = 107
 
 # Settings every cluster starts with. fsync is off: the faults simulate process crashes,
 # and the kernel keeps written WAL across a SIGKILL of PostgreSQL, so crash recovery is
@@ -358,7 +362,18 @@ class PgCluster:
         self.directory = directory
         self.database = database
         self.datadir = directory / "data"
-        self.socket_dir = directory / "sock"
+        # A Unix socket's path holds at most 107 bytes; a cluster's directory carries its
+        # stack's name (the target's, the run's), so the socket lives in a short directory
+        # of the run named after it: <run>/s/<10 hex>/.s.PGSQL.<port>.
+        digest = hashlib.sha256(str(directory).encode()).hexdigest()[:10]
+        self.socket_dir = run.subdir("s") / digest
+        if len(str(self.socket_dir / ".s.PGSQL.65535")) > _SOCKET_PATH_MAX:
+            raise ConfigError(
+                "DEPLOY_CHAOS_STATE_DIR",
+                str(run.path.parent),
+                f"a directory short enough for {name}'s Unix socket"
+                f" (a socket path holds at most {_SOCKET_PATH_MAX} bytes)",
+            )
         self.log_path = directory / "postgres.log"
         self.run_as = pg_run_as()
         self.password = secrets.token_urlsafe(18)

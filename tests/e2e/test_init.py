@@ -3,7 +3,6 @@ project), then ``pytest -m deploy_chaos`` in that repo: the files it writes run 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["pytester"]
 
 APP = '''\
 """A user's tiny app: health (the database answers) and version (APP_RELEASE)."""
@@ -99,49 +99,42 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_init_writes_a_target_and_scenario_that_pytest_runs_as_they_are(tmp_path: Path) -> None:
-    repo = _repo(tmp_path / "shop")
+def test_init_writes_a_target_and_scenario_that_pytest_runs_as_they_are(
+    pytester: pytest.Pytester,
+) -> None:
+    repo = _repo(pytester.path)  # a fresh user repo: no ini, no conftest, no deploy-chaos file
     done = _cli(
-        "init", "--command", "{python} app.py --host {host} --port {port}", "--seed", "3", cwd=repo
+        "init",
+        "--command",
+        "{python} app.py --host {host} --port {port}",
+        "--seed",
+        "3",
+        cwd=repo,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "alembic project 'shop'" in done.stdout
+    assert f"alembic project '{repo.name}'" in done.stdout
     target = repo / "scenarios" / "target.py"
-    scenario = repo / "scenarios" / "shop_first_rehearsal.yaml"
+    scenarios = list((repo / "scenarios").glob("*_first_rehearsal.yaml"))
     assert target.is_file()
-    assert scenario.is_file()
+    assert len(scenarios) == 1
     again = _cli("init", "--command", "{python} app.py --port {port}", cwd=repo)
     assert again.returncode == 2
     assert "already exist" in again.stderr
     assert "nothing was written" in again.stderr
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "deploy_chaos",
-            "-q",
-            "--chaos-backend",
-            "local",
-            "--chaos-report",
-            str(tmp_path / "report"),
-        ],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "deploy_chaos",
+        "--chaos-backend",
+        "local",
+        "--chaos-report",
+        str(repo / "chaos-report"),
         timeout=600,
-        check=False,
     )
-    tail = run.stdout[-4000:] + run.stderr[-2000:]
-    assert run.returncode == 0, tail
-    assert "10 passed" in run.stdout, tail
-    assert "10 runs: 10 pass" in run.stdout, tail
+    result.assert_outcomes(passed=10)
+    result.stdout.fnmatch_lines(["*10 runs: 10 pass, 0 known hazard, 0 unexpected failure*"])
 
 
 def test_init_says_what_it_needs(tmp_path: Path) -> None:
