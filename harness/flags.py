@@ -161,7 +161,7 @@ def reported_flags(document: object) -> Mapping[str, object] | None:
 def _version_document(url: str, timeout: float) -> object:
     import urllib.request
 
-    from harness.workload.client import check_loopback
+    from harness._net import check_loopback
 
     check_loopback(url)
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)

@@ -20,15 +20,21 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import SpecError
 
 if TYPE_CHECKING:
-    from harness.invariants.base import Invariant
     from harness.workload.model import WorkloadSpec
 
-__all__ = ["BASE_MIGRATION", "PLACEHOLDERS", "Release", "Target", "fill_placeholders"]
+__all__ = [
+    "BASE_MIGRATION",
+    "PLACEHOLDERS",
+    "Release",
+    "Target",
+    "TargetInvariant",
+    "fill_placeholders",
+]
 
 #: The migration "id" that means: no migration applied (used as a down target).
 BASE_MIGRATION = "base"
@@ -47,6 +53,17 @@ PLACEHOLDERS = frozenset(
         "flags_file",
     }
 )
+
+class TargetInvariant(Protocol):
+    """What a Target holds as an invariant: a name and a check. The checking machinery
+    (:class:`harness.invariants.Invariant`, whose ``check`` takes a ``CheckContext`` and
+    returns a ``Verdict``) sits above the spec, which does not need it to exist."""
+
+    @property
+    def name(self) -> str: ...
+
+    def check(self, ctx: Any, /) -> Any: ...
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -209,7 +226,7 @@ class Target:
     description: str = ""
     seed_command: tuple[str, ...] = ()
     workload: WorkloadSpec | None = None
-    invariants: tuple[Invariant, ...] = ()
+    invariants: tuple[TargetInvariant, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from harness.spec import Release, Target
 
 if TYPE_CHECKING:
-    from harness.faults.network import ToxiproxyClient
     from harness.flags import FlagFile
+    from harness.proxy.client import ToxiproxyClient
 
 __all__ = [
     "AppInstance",

@@ -64,9 +64,9 @@ from harness.errors import (
     ServiceError,
     SpecError,
 )
-from harness.faults.network import ToxiproxyClient
 from harness.faults.registry import parse_bool
 from harness.flags import FLAGS_ENV, FlagFile
+from harness.proxy.client import ToxiproxyClient
 from harness.spec import Release, Target, fill_placeholders
 
 __all__ = [

@@ -46,8 +46,8 @@ from harness.errors import (
     ServiceError,
     SpecError,
 )
-from harness.faults.network import ToxiproxyClient
 from harness.flags import FLAGS_ENV, FlagFile
+from harness.proxy.client import ToxiproxyClient
 from harness.proxy.process import ProxyServerProcess, start_proxy_server
 from harness.spec import Release, Target, fill_placeholders
 

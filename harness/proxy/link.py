@@ -25,13 +25,32 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from harness.proxy.schema import Stream, ToxicConfig, ToxicType
 from harness.proxy.toxics import Chunk, Stage, make_stage
 
-if TYPE_CHECKING:
-    from harness.proxy.proxy import Proxy
+
+class ToxicChains(Protocol):
+    """The toxics of a proxy, as a new connection takes them."""
+
+    def snapshot(self) -> dict[Stream, list[tuple[int, ToxicConfig]]]: ...
+
+
+class ProxyOwner(Protocol):
+    """What a connection needs of the proxy that accepted it (:class:`harness.proxy.proxy.
+    Proxy`): the proxy sits above its links, which know it only by this."""
+
+    name: str
+    upstream: str
+    rng: random.Random
+
+    @property
+    def toxics(self) -> ToxicChains: ...
+
+    async def resolve_upstream(self) -> tuple[str, int]: ...
+
+    def connection_closed(self, connection: Connection) -> None: ...
 
 __all__ = ["Connection", "Endpoint", "Link"]
 
@@ -360,7 +379,7 @@ class Link:
 class Connection:
     """One accepted client, its upstream socket and the two links between them."""
 
-    def __init__(self, proxy: Proxy, client: Endpoint) -> None:
+    def __init__(self, proxy: ProxyOwner, client: Endpoint) -> None:
         self.proxy = proxy
         self.client = client
         self.upstream: Endpoint | None = None

@@ -14,12 +14,9 @@ the cell's shown run (its first failing run, else its first).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from harness.expect import Cell
-
-if TYPE_CHECKING:
-    from harness.report.terminal import ScoreEntry
+from harness.report.score import ScoreEntry, exposure_numbers
 
 __all__ = ["Advice", "recommend", "recommendation_lines"]
 
@@ -61,7 +58,6 @@ def _figures(numbers: tuple[int, int, int] | None) -> str:
 
 def recommend(entries: Iterable[ScoreEntry]) -> list[Advice]:
     """The advice for every (group, fault, point) with more than one candidate."""
-    from harness.report.terminal import exposure_numbers
 
     groups: dict[tuple[str, str, str], list[ScoreEntry]] = {}
     for entry in entries:

@@ -112,7 +112,7 @@ class _Member:
 
 def health_answer(url: str, timeout: float) -> tuple[bool, str]:
     """GET ``url`` (loopback): whether it answered 200, and the answer in a few words."""
-    from harness.workload.client import check_loopback
+    from harness._net import check_loopback
 
     host, port = check_loopback(url)
     path = url.split(f":{port}", 1)[1] if f":{port}" in url else "/"

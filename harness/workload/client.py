@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import http.client
-import ipaddress
 import json
 import random
 import socket
@@ -28,8 +27,8 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
+from harness._net import check_loopback
 from harness.errors import SpecError, WorkloadError, WorkloadRequestFailed, WorkloadStuck
 from harness.workload.balancer import Balancer, Pick
 from harness.workload.generators import Mix, Pacer, make_faker, make_rng
@@ -55,26 +54,6 @@ __all__ = ["ClientWorkload", "HttpClient", "check_loopback"]
 
 #: Largest answer body read, in bytes.
 _MAX_BODY = 1 << 20
-
-
-def check_loopback(base_url: str) -> tuple[str, int]:
-    """``(host, port)`` of an ``http://`` URL on a loopback address; SpecError otherwise."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    if parts.scheme != "http" or not host:
-        raise SpecError(f"app URL {base_url!r}", expected="http://<loopback address>:<port>")
-    loopback = host == "localhost"
-    if not loopback:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-    if not loopback:
-        raise SpecError(
-            f"app URL {base_url!r} is not on a loopback address",
-            expected="127.0.0.0/8, ::1 or localhost (the workload sends only loopback traffic)",
-        )
-    return host, parts.port or 80
 
 
 class _Slot:
