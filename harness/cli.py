@@ -121,6 +121,18 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
     return int(proxy.main(["--host", args.host, "--port", str(args.port)]) or 0)
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from harness.scenario_schema import schema_text
+
+    text = schema_text()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        _say(f"schema: wrote {args.output}")
+    return 0
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     from harness.scaffold import detect, write
 
@@ -329,6 +341,13 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--backend", default="auto", help="auto, local or docker")
     upgrade.add_argument("--pg-bindir", default=None)
     upgrade.set_defaults(func=_cmd_upgrade)
+
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of scenario files (for an editor's completion)",
+    )
+    schema.add_argument("--output", "-o", default="-", help="a file to write (default: stdout)")
+    schema.set_defaults(func=_cmd_schema)
 
     init = sub.add_parser(
         "init",

@@ -84,7 +84,8 @@ def target() -> dc.Target:
 
     def scenario_text(self) -> str:
         last = self.ids[-1]
-        return f"""# The first rehearsal of {self.name}, written by `deploy-chaos init`: the newest
+        return f"""# yaml-language-server: $schema=scenario.schema.json
+# The first rehearsal of {self.name}, written by `deploy-chaos init`: the newest
 # migration ({last}) under a database crash and a killed instance, recovered by rollback
 # and by rolling forward. Run it with `pytest -m deploy_chaos`
 # (or `deploy-chaos run {self.scenario_file}`).
@@ -183,9 +184,13 @@ def detect(
 def write(scaffold: Scaffold, *, force: bool = False) -> list[Path]:
     """Write the target and the scenario; refuse to overwrite (nothing written) unless
     ``force``."""
+    from harness.scenario_schema import schema_text
+
     files = {
         scaffold.root / TARGET_FILE: scaffold.target_text(),
         scaffold.root / scaffold.scenario_file: scaffold.scenario_text(),
+        # what the scenario's first line points an editor at (completion, red underlines)
+        scaffold.root / "scenarios" / "scenario.schema.json": schema_text(),
     }
     existing = [str(p) for p in files if p.exists()]
     if existing and not force:

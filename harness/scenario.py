@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from harness import scenario_schema as schema
 from harness._loader import load_target
 from harness.deploy.canary import CANARY_SETTINGS, Canary
 from harness.deploy.plan import canary_weights
@@ -74,56 +75,23 @@ __all__ = [
     "shard",
 ]
 
-#: The verdict every run has: ``invalid`` when the recovery strategy itself failed.
-RECOVERY_VERDICT = "recovery"
+#: The verdict every run has, and the built-in verdict names (declared with the schema).
+RECOVERY_VERDICT = schema.RECOVERY_VERDICT
+BUILTIN_INVARIANTS = schema.BUILTIN_INVARIANTS
 
 #: What a scenario's ``workload:`` may tune in its target's workload, and the types.
 WORKLOAD_SETTINGS: dict[str, type] = {"clients": int, "rate": float, "timeout": float}
 
-#: The invariants the harness checks after every run (see harness.invariants).
-BUILTIN_INVARIANTS = (
-    RECOVERY_VERDICT,
-    "durable_acknowledged_writes",
-    "no_duplicate_effects",
-    "conservation",
-    "referential_integrity",
-    "schema_compatible",
-    "readable_by_running_release",
-    "availability",
-    "end_state_serves",
-    "no_regression",
-)
 
-_TOP_KEYS = (
-    "scenario",
-    "description",
-    "target",
-    "upgrade",
-    "instances",
-    "seed",
-    "faults",
-    "points",
-    "strategies",
-    "invariants",
-    "workload",
-    "expect",
-    "exclude",
-    "recover_after",
-    "step_timeout",
-    "health_grace",
-    "phases",
-    "availability",
-    "canary",
-    "flag",
-    "error_budget",
-    "compare",
-)
-_REQUIRED = ("scenario", "target", "upgrade", "faults", "points", "strategies")
-_SELECTOR_KEYS = ("fault", "point", "strategy")
-_EXPECT_KEYS = (*_SELECTOR_KEYS, "violates", "reason", "strict", "rate")
-_POINT_KEYS = ("point", "delay", "statement")
-_UPGRADE_KEYS = ("from", "to", "fix")
-_AVAILABILITY_KEYS = ("max_error_rate", "max_unavailable")
+# The keys of each mapping come from the declared models that also make the published JSON
+# Schema (harness/scenario_schema.py): a key is accepted here exactly when the schema has it.
+_TOP_KEYS = schema.SCENARIO.names
+_REQUIRED = schema.SCENARIO.required
+_SELECTOR_KEYS = schema.EXCLUDE.names
+_EXPECT_KEYS = schema.EXPECT.names
+_POINT_KEYS = schema.POINT.names
+_UPGRADE_KEYS = schema.UPGRADE.names
+_AVAILABILITY_KEYS = schema.AVAILABILITY.names
 
 
 @dataclass(frozen=True, slots=True)
