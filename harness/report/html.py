@@ -1,11 +1,14 @@
 """``report.html``: one self-contained page (inline CSS, JS and SVG; no network).
 
-The scorecard matrix (fault x point rows, strategy columns, cells coloured pass / known
-hazard / unexpected failure, each linking to its run), then per run: a timeline chart (plan
+First a summary (cells and runs per verdict, the session seed) and the recommendation
+(harness.report.recommend); then the scorecard matrix in plan order (fault x point rows in
+the scenario's order, strategy columns, cells coloured pass / known hazard / unexpected
+failure, each linking to its run); then the runs, folded, each rendered only when opened
+(its body is an inert ``<template>`` until then): a timeline chart (plan
 steps, fault inject and heal, detection, recovery steps, and the workload's throughput and
 error rate over time when the history gave a series), the verdicts with their evidence, the
-seed and the replay command, the canary analyses and the exposure. Under the scorecard, the
-recommendation (harness.report.recommend). Several results.json (CI shards) merge into one
+seed and the replay command, the canary analyses and the exposure. Several results.json
+(CI shards) merge into one
 report.
 """
 
@@ -60,6 +63,11 @@ class ReportRun:
     #: The scenario's comparison group, and the judged verdicts that were invalid.
     compare: str = ""
     violated: tuple[str, ...] = ()
+    #: Where the run is in its scenario's matrix (fault, point, strategy: the file's
+    #: order, which for points is the plan's), and its repetition; the session's seed.
+    order: tuple[int, int, int] = (0, 0, 0)
+    repetition: int = 0
+    base_seed: Any = None
 
     @property
     def cell_text(self) -> str:
@@ -97,7 +105,26 @@ def _run_from_record(record: Mapping[str, Any]) -> ReportRun:
         verdicts=record.get("verdicts") or outcome.get("verdicts") or {},
         compare=str(record.get("compare") or record.get("scenario") or ""),
         violated=tuple(str(v) for v in cell.get("violated", ())),
+        order=_order(record.get("order")),
+        repetition=int(record.get("repetition") or 0),
+        base_seed=record.get("base_seed"),
     )
+
+
+def _order(value: object) -> tuple[int, int, int]:
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 3
+        and all(isinstance(v, int) for v in value)
+    ):
+        return (value[0], value[1], value[2])
+    return (0, 0, 0)
+
+
+def _plan_order(run: ReportRun) -> tuple[str, int, int, int, int, str]:
+    """Scenario, then the file's order of faults and points (the plan's, for points),
+    strategies, repetitions; the key last (records without an order keep a stable one)."""
+    return (run.scenario, *run.order, run.repetition, run.key)
 
 
 def load_runs(paths: Sequence[Path]) -> list[ReportRun]:
@@ -112,11 +139,16 @@ def load_runs(paths: Sequence[Path]) -> list[ReportRun]:
             if run.key in runs:
                 raise SpecError(f"run {run.key} appears in more than one file", source=path)
             runs[run.key] = run
-    return [runs[k] for k in sorted(runs)]
+    return sorted(runs.values(), key=_plan_order)
 
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _text(value: str) -> str:
+    """Escaped for an element's text (quotes need no escaping there: a smaller page)."""
+    return html.escape(value, quote=False)
 
 
 def _strategies(runs: Iterable[ReportRun]) -> list[str]:
@@ -133,7 +165,15 @@ def _scorecard(runs: Sequence[ReportRun]) -> str:
     out = ['<table class="scorecard"><thead><tr><th>scenario</th><th>fault</th><th>point</th>']
     out += [f"<th>{_e(s)}</th>" for s in strategies]
     out.append("</tr></thead><tbody>")
-    for (scenario, fault, point), cells in sorted(rows.items()):
+    first: dict[tuple[str, str, str], tuple[str, int, int]] = {}
+    for run in runs:
+        row = (run.scenario, run.fault, run.point)
+        first[row] = min(
+            first.get(row, (run.scenario, *run.order[:2])), (run.scenario, *run.order[:2])
+        )
+    for (scenario, fault, point), cells in sorted(
+        rows.items(), key=lambda item: (first[item[0]], item[0])
+    ):
         out.append(f"<tr><td>{_e(scenario)}</td><td>{_e(fault)}</td><td>{_e(point)}</td>")
         for strategy in strategies:
             found = cells.get(strategy)
@@ -290,7 +330,7 @@ def _verdicts(verdicts: Mapping[str, Any]) -> str:
         rows.append(
             f'<tr><td>{_e(name)}</td><td class="v-{_e(status)}">{_e(status)}</td>'
             f"<td><details><summary>evidence</summary><pre>"
-            f"{_e(json.dumps(evidence, indent=2, sort_keys=True, default=str))}</pre>"
+            f"{_text(json.dumps(evidence, indent=1, sort_keys=True, default=str))}</pre>"
             "</details></td></tr>"
         )
     return (
@@ -335,7 +375,7 @@ def _recommendation(runs: Sequence[ReportRun]) -> str:
     return f'<h2>Recommendation</h2><p>{_e(head)}</p><ul class="advice">{items}</ul>'
 
 
-def _run_section(run: ReportRun) -> str:
+def _run_section(run: ReportRun, *, lazy: bool = True) -> str:
     outcome = run.outcome
     end = outcome.get("end_state") or {}
     instances = ", ".join(
@@ -366,10 +406,12 @@ def _run_section(run: ReportRun) -> str:
         f"<li>{_e(a.get('step'))}: {_e(a.get('verdict'))}: {_e(a.get('detail'))}</li>"
         for a in outcome.get("analysis", [])
     )
-    return (
-        f'<section class="run" id="{run.anchor}"><h3><span class="badge {css}">'
-        f"{_e(run.cell)}</span> {_e(run.key)}</h3>"
-        f"<p>{_e(run.summary)}</p>" + (f"<ul>{reasons}</ul>" if reasons else "") + "<dl>"
+    head = (
+        f'<summary><span class="badge {css}">{_e(run.cell)}</span> <b>{_e(run.key)}</b>'
+        f" {_e(run.summary)}</summary>"
+    )
+    body = (
+        (f"<ul>{reasons}</ul>" if reasons else "") + "<dl>"
         f"<dt>seed</dt><dd>{_e(run.seed)}</dd>"
         f"<dt>replay</dt><dd><code>{_e(run.replay)}</code></dd>"
         f"<dt>detected</dt><dd>{_e(outcome.get('detected') or 'nothing')}</dd>"
@@ -385,7 +427,14 @@ def _run_section(run: ReportRun) -> str:
         + _timeline_svg(run)
         + _verdicts(run.verdicts)
         + (f"<h4>errors</h4><ul>{errors}</ul>" if errors else "")
-        + "</section>"
+    )
+    if not lazy:
+        return f'<details class="run" id="{run.anchor}" open>{head}{body}</details>'
+    # Folded until opened: the body (timeline, evidence) is an inert <template> that the
+    # browser parses but neither lays out nor paints until the run is opened.
+    return (
+        f'<details class="run" id="{run.anchor}">{head}<div class="body"></div>'
+        f"<template>{body}</template></details>"
     )
 
 
@@ -397,7 +446,8 @@ th{background:#f4f4f4;text-align:left} td.cell a{color:inherit;text-decoration:n
 .pass{background:#cdeccd} .hazard{background:#ffe2a8} .unexpected{background:#f6b8b8}
 td.none{color:#aaa;text-align:center}
 .badge{padding:2px 8px;border-radius:4px;font-size:.8em}
-.run{border-top:1px solid #ddd;margin-top:2em;padding-top:.5em}
+.run{border-top:1px solid #ddd;margin-top:.6em;padding-top:.4em}
+.run>summary{cursor:pointer} .summary td,.summary th{border:none;padding:2px 12px 2px 0}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px} dt{color:#666}
 svg.timeline{max-width:1000px;border:1px solid #eee;background:#fcfcfc}
 svg .lane{font-size:11px;fill:#555} svg .lane.err{fill:#c33} svg .tick{font-size:10px;fill:#888}
@@ -413,33 +463,84 @@ ul.advice li.best{font-weight:bold;margin-top:.4em} ul.advice li.other{margin-le
 """
 
 _JS = """
+function fill(d) {
+  var body = d.querySelector('div.body'), tpl = d.querySelector('template');
+  if (body && tpl && !body.firstChild) body.appendChild(tpl.content.cloneNode(true));
+}
+document.querySelectorAll('details.run').forEach(function (d) {
+  d.addEventListener('toggle', function () { if (d.open) fill(d); });
+});
+function openHash() {
+  var d = location.hash && document.getElementById(location.hash.slice(1));
+  if (d && d.tagName === 'DETAILS') { d.open = true; fill(d); d.scrollIntoView(); }
+}
+window.addEventListener('hashchange', openHash);
+openHash();
 document.getElementById('filter').addEventListener('change', function (e) {
   var want = e.target.value;
-  document.querySelectorAll('section.run').forEach(function (s) {
+  document.querySelectorAll('details.run').forEach(function (s) {
     s.style.display = (want === 'all' || s.querySelector('.badge.' + want)) ? '' : 'none';
   });
+});
+document.getElementById('open-all').addEventListener('click', function () {
+  document.querySelectorAll('details.run').forEach(function (d) { d.open = true; fill(d); });
 });
 """
 
 
-def render_report(runs: Sequence[ReportRun], *, title: str = "deploy-chaos report") -> str:
-    """The whole page as a string."""
-    counts = {cell: sum(1 for r in runs if r.cell == cell) for cell in _CELL_CLASS}
-    summary = ", ".join(f"{n} {cell}" for cell, n in counts.items())
-    seeds = sorted({str(r.seed) for r in runs})
+def _summary(runs: Sequence[ReportRun]) -> str:
+    """Counts (cells and runs), the session seed(s) and the scenarios, first on the page."""
+    cells: dict[str, ReportRun] = {}
+    for run in runs:
+        cells.setdefault(run.cell_key or run.key, run)
+    rows = []
+    for label, css in (
+        ("pass", "pass"),
+        ("known hazard", "hazard"),
+        ("unexpected failure", "unexpected"),
+        ("harness error", "unexpected"),
+    ):
+        n_cells = sum(1 for r in cells.values() if (r.cell_verdict or r.cell) == label)
+        n_runs = sum(1 for r in runs if r.cell == label)
+        if n_cells or n_runs or label != "harness error":
+            rows.append(
+                f'<tr><td><span class="badge {css}">{_e(label)}</span></td>'
+                f"<td>{n_cells} cell(s)</td><td>{n_runs} run(s)</td></tr>"
+            )
+    seeds = (
+        sorted({str(r.base_seed) for r in runs if r.base_seed is not None})
+        or sorted({str(r.seed) for r in runs})[:1]
+    )
+    scenarios = sorted({r.scenario for r in runs})
+    return (
+        f'<table class="summary"><tbody>{"".join(rows)}</tbody></table>'
+        f'<p class="meta">{len(cells)} cells, {len(runs)} runs in {len(scenarios)} scenario(s)'
+        f" ({_e(', '.join(scenarios))}); session seed {_e(', '.join(seeds))}; each run's own"
+        f" seed and replay command are in its section; generated"
+        f" {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>"
+    )
+
+
+def render_report(
+    runs: Sequence[ReportRun], *, title: str = "deploy-chaos report", lazy: bool = True
+) -> str:
+    """The whole page as a string: the summary and the recommendation first, then the
+    scorecard in plan order, then every run folded (``lazy``: its body rendered only when
+    it is opened; False: every run open and rendered, the old page)."""
+    ordered = sorted(runs, key=_plan_order)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f'<h1>{_e(title)}</h1><p class="meta">{len(runs)} runs: {_e(summary)}; '
-        f"seed(s) {_e(', '.join(seeds))}; generated {_e(time.strftime('%Y-%m-%d %H:%M:%S'))}"
-        "</p><h2>Scorecard</h2>"
-        + _scorecard(runs)
-        + _recommendation(runs)
+        f"<h1>{_e(title)}</h1>"
+        + _summary(ordered)
+        + _recommendation(ordered)
+        + "<h2>Scorecard</h2>"
+        + _scorecard(ordered)
         + '<h2>Runs</h2><label>show <select id="filter"><option value="all">all</option>'
         '<option value="unexpected">unexpected failures</option>'
         '<option value="hazard">known hazards</option><option value="pass">passes</option>'
-        "</select></label>"
-        + "".join(_run_section(r) for r in runs)
+        '</select></label> <button id="open-all" type="button">open all</button>'
+        + "".join(_run_section(r, lazy=lazy) for r in ordered)
         + f"<script>{_JS}</script></body></html>"
     )
 

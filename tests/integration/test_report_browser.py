@@ -103,13 +103,23 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         classes = browser.evaluate(
             "Array.from(document.querySelectorAll('td.cell')).map(c => c.className).join(' ')"
         )
+        folded = browser.evaluate("document.querySelectorAll('svg.timeline').length")
+        first_heading = browser.evaluate("document.querySelector('h2').textContent")
+        summary = browser.evaluate("document.querySelector('table.summary').textContent")
+        # a scorecard cell opens its run, which renders its body then
+        browser.evaluate("document.querySelector('td.cell.hazard a').click()")
+        opened = browser.evaluate(
+            "Array.from(document.querySelectorAll('details.run'))"
+            ".filter(d => d.open).map(d => d.querySelectorAll('svg.timeline').length)"
+        )
+        browser.evaluate("document.getElementById('open-all').click()")
         timelines = browser.evaluate("document.querySelectorAll('svg.timeline').length")
         browser.evaluate(
             "document.getElementById('filter').value = 'hazard';"
             "document.getElementById('filter').dispatchEvent(new Event('change'))"
         )
         shown = browser.evaluate(
-            "Array.from(document.querySelectorAll('section.run'))"
+            "Array.from(document.querySelectorAll('details.run'))"
             ".filter(s => s.style.display !== 'none').length"
         )
         shot = browser.screenshot(tmp_path / "report.png")
@@ -119,7 +129,11 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     assert cells == len(runs), "one scorecard cell per run"
     for css in ("pass", "hazard", "unexpected"):
         assert f"cell {css}" in classes
-    assert timelines == len(runs), "a timeline per run"
+    assert folded == 0, "runs are folded and their bodies not rendered until opened"
+    assert first_heading == "Recommendation", "the summary and the recommendation come first"
+    assert "1 cell(s)" in summary
+    assert opened == [1], "the cell's link opened its run and rendered its timeline"
+    assert timelines == len(runs), "a timeline per run once all are open"
     assert shown == 1, "the filter shows only the known hazard"
     assert requests == [report.as_uri()], f"the page made network requests: {requests}"
     assert shot.stat().st_size > 10_000
