@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from harness.spec import Release, Target
 
 if TYPE_CHECKING:
+    from harness.backends.pgserver import PgServer
     from harness.flags import FlagFile
     from harness.proxy.client import ToxiproxyClient
 
@@ -26,6 +27,7 @@ __all__ = [
     "Backend",
     "CommandResult",
     "Database",
+    "MigratingStack",
     "ProxyRoute",
     "RunningCommand",
     "Service",
@@ -143,6 +145,53 @@ class RunningCommand(Protocol):
     def kill(self) -> None: ...
 
     def poll(self) -> int | None: ...
+
+
+#: The server class of a stack's database (a :class:`harness.backends.pgserver.PgServer`).
+_DB = TypeVar("_DB", bound="PgServer")
+
+
+class MigratingStack(Generic[_DB]):
+    """What every backend's stack does the same with its release's migrate command and the
+    target's applied-migrations query (a base class; a stack gives ``start_command``)."""
+
+    name: str
+    target: Target
+    database: _DB
+
+    def start_command(
+        self, release: Release, argv: Sequence[str], values: dict[str, str] | None = None
+    ) -> RunningCommand:
+        raise NotImplementedError
+
+    def start_migrate(self, release: Release, to: str) -> RunningCommand:
+        """Start ``release``'s migrate command towards ``to`` (an id, or ``base``)."""
+        from harness.errors import SpecError
+        from harness.spec import BASE_MIGRATION
+
+        if to != BASE_MIGRATION and to not in release.migrations:
+            raise SpecError(
+                f"release {release.name!r} has no migration {to!r}",
+                choices=[BASE_MIGRATION, *release.migrations],
+            )
+        return self.start_command(
+            release, release.migrate_command, {"target": release.migrate_target(to)}
+        )
+
+    def migrate(self, release: Release, to: str, *, timeout: float = 300.0) -> CommandResult:
+        """Run the migrate command to ``to``; :class:`MigrationFailed` unless it succeeds."""
+        from harness.errors import MigrationFailed
+
+        result = self.start_migrate(release, to).wait(timeout=timeout)
+        if not result.ok:
+            raise MigrationFailed(
+                f"{self.name}.migrate", result.argv, result.returncode, result.output
+            )
+        return result
+
+    def applied_migrations(self) -> list[str]:
+        """The migration ids the database says are applied, in order."""
+        return list(self.database.applied(self.target.applied_migrations_sql))
 
 
 @runtime_checkable

@@ -42,24 +42,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import psycopg
-from psycopg import sql as pgsql
-
 from harness._runstate import RunDir, kept_runs, process_start_time, reap
 from harness._wait import wait_for
 from harness.backends.base import (
     CommandResult,
+    MigratingStack,
     ProxyRoute,
     Stack,
     launch_stack,
     migrate_and_seed,
 )
+from harness.backends.pgserver import SERVER_SETTINGS, SUPERUSER, PgServer
 from harness.backends.postgres import free_port
 from harness.errors import (
     AppNotHealthy,
     BackendError,
     ConfigError,
-    MigrationFailed,
     ProxyApiError,
     ServiceError,
     SpecError,
@@ -110,7 +108,6 @@ LABEL_OWNER_HOST = "deploy-chaos.owner-host"
 
 #: Where published ports are reached: always loopback (never testcontainers' gateway guess).
 HOST = "127.0.0.1"
-SUPERUSER = "chaos"
 PG_PORT = 5432
 PROXY_API_PORT = 8474
 #: The port the stack's database route listens on inside the proxy container.
@@ -121,18 +118,6 @@ CONTAINER_PYTHON = "python3"
 #: Where an app container finds the stack's flag file (harness.flags), mounted read-only.
 FLAGS_DIR = "/deploy-chaos/flags"
 
-#: Server settings, as in the local backend (see docs/decisions.md): fsync off, small.
-_SERVER_SETTINGS = (
-    "fsync=off",
-    "full_page_writes=off",
-    "shared_buffers=16MB",
-    "max_connections=60",
-    "max_wal_senders=0",
-    "wal_level=minimal",
-    "jit=off",
-    "log_min_messages=warning",
-    "log_line_prefix=%m [%p] ",
-)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -530,7 +515,7 @@ class _ContainerService:
         return None
 
 
-class DockerDatabase(_ContainerService):
+class DockerDatabase(_ContainerService, PgServer):
     """The stack's PostgreSQL server in a container (alias ``db`` on the stack's network)."""
 
     def __init__(self, stack: DockerStack, image: str) -> None:
@@ -539,49 +524,23 @@ class DockerDatabase(_ContainerService):
         self.name = f"{stack.name}.db"
         self.image = image
         self.database = stack.target.database
-        self.user = SUPERUSER
         self.password = secrets.token_urlsafe(18)
         self.port = free_port()
 
-    # -- connection details -------------------------------------------------------------
+    # -- what is a container's own (the rest: harness.backends.pgserver) --------------
 
     @property
     def host(self) -> str:
-        return HOST
+        return HOST  # its port, published on 127.0.0.1
 
-    @property
-    def url(self) -> str:
-        """A URL straight to the server through its published 127.0.0.1 port."""
-        return f"postgresql://{self.user}:{self.password}@{HOST}:{self.port}/{self.database}"
-
-    def url_via(self, host: str, port: int) -> str:
-        """The same credentials, reaching the server through ``host:port``."""
-        return f"postgresql://{self.user}:{self.password}@{host}:{port}/{self.database}"
-
-    def connect(
-        self, *, autocommit: bool = True, timeout: float = 5.0, dbname: str | None = None
-    ) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            host=HOST,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            dbname=dbname or self.database,
-            autocommit=autocommit,
-            connect_timeout=max(1, int(timeout)),
-            application_name="deploy-chaos",
-        )
-
-    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self.connect() as conn, conn.cursor() as cur:
-            cur.execute(query, params)
-            return list(cur.fetchall()) if cur.description else []
+    def _died(self, action: str) -> ServiceError | None:
+        return self._exited_error(action)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def spec(self) -> _ContainerSpec:
         command = ["postgres"]
-        for setting in _SERVER_SETTINGS:
+        for setting in SERVER_SETTINGS:
             command += ["-c", setting]
         return _ContainerSpec(
             image=self.image,
@@ -607,28 +566,15 @@ class DockerDatabase(_ContainerService):
         self.port = free_port()
         return self.spec()
 
-    def wait_ready(self, timeout: float | None = None) -> None:
-        def ready() -> bool:
-            if (error := self._exited_error("start")) is not None:
-                raise error
-            with self.connect(timeout=2) as conn:
-                conn.execute("SELECT 1")
-            return True
-
-        wait_for(
-            ready,
-            what=f"{self.name} to accept connections on {HOST}:{self.port}",
-            timeout=timeout or self.stack.backend.config.ready_timeout,
-            transient=(psycopg.OperationalError,),
-            log_tail=self.log_tail,
-        )
+    def wait_ready(self, *, timeout: float | None = None) -> None:
+        PgServer.wait_ready(self, timeout=timeout or self.stack.backend.config.ready_timeout)
 
     def start(self, *, timeout: float | None = None) -> None:
         if self.container is None:
             self.create()
         elif not self.running:
             self._start_container()
-        self.wait_ready(timeout)
+        self.wait_ready(timeout=timeout)
 
     def stop(self) -> None:
         """Fast shutdown (the image's stop signal, SIGINT), killed if it takes over 10 s."""
@@ -656,16 +602,12 @@ class DockerDatabase(_ContainerService):
 
     def backup(self, path: Path) -> None:
         """``pg_dump -Fc`` the target's database (run in the container) to ``path``."""
-        dump = self._exec(["pg_dump", "-Fc", "-U", self.user, "-d", self.database], "pg_dump")
+        dump = self._exec(["pg_dump", "-Fc", "-U", SUPERUSER, "-d", self.database], "pg_dump")
         path.write_bytes(dump)
 
-    def restore(self, path: Path) -> None:
-        """Recreate the database from a :meth:`backup` (connections to it are terminated)."""
+    def _pg_restore(self, path: Path) -> None:
+        """Copy the dump into the container and ``pg_restore`` it there."""
         data = path.read_bytes()
-        with self.connect(dbname="postgres") as conn:
-            db = pgsql.Identifier(self.database)
-            conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
-            conn.execute(pgsql.SQL("CREATE DATABASE {}").format(db))
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode="w") as tar:
             info = tarfile.TarInfo("deploy-chaos-restore.dump")
@@ -934,7 +876,7 @@ class DockerCommand:
 # -- the stack ------------------------------------------------------------------------------
 
 
-class DockerStack:
+class DockerStack(MigratingStack["DockerDatabase"]):
     """A database, a fault proxy and N app instances, as containers on their own network."""
 
     def __init__(self, backend: DockerBackend, target: Target, name: str) -> None:
@@ -1057,29 +999,9 @@ class DockerStack:
         return DockerCommand(self, name, release, filled, self.release_env(release, merged))
 
     def start_migrate(self, release: Release, to: str) -> DockerCommand:
-        if to != "base" and to not in release.migrations:
-            raise SpecError(
-                f"release {release.name!r} has no migration {to!r}",
-                choices=["base", *release.migrations],
-            )
-        return self.start_command(
-            release, release.migrate_command, {"target": release.migrate_target(to)}
-        )
-
-    def migrate(self, release: Release, to: str, *, timeout: float = 300.0) -> CommandResult:
-        result = self.start_migrate(release, to).wait(timeout=timeout)
-        if not result.ok:
-            raise MigrationFailed(
-                f"{self.name}.migrate", result.argv, result.returncode, result.output
-            )
-        return result
-
-    def applied_migrations(self) -> list[str]:
-        try:
-            rows = self.database.sql(self.target.applied_migrations_sql)
-        except psycopg.errors.UndefinedTable:
-            return []
-        return [str(row[0]) for row in rows]
+        command = super().start_migrate(release, to)
+        assert isinstance(command, DockerCommand)
+        return command
 
     def app(self, index: int) -> DockerApp:
         return self.apps[index]

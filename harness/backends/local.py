@@ -25,13 +25,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import psycopg
-
 from harness._runstate import RunDir, reap
 from harness._wait import wait_for
 from harness.backends._listeners import group_listens, listening_inodes
 from harness.backends.base import (
     CommandResult,
+    MigratingStack,
     ProxyRoute,
     Stack,
     launch_stack,
@@ -41,10 +40,8 @@ from harness.backends.postgres import PgBinaries, PgCluster, PgTemplate, find_pg
 from harness.errors import (
     AppNotHealthy,
     BackendError,
-    MigrationFailed,
     ProxyError,
     ServiceError,
-    SpecError,
 )
 from harness.flags import FLAGS_ENV, FlagFile
 from harness.proxy.client import ToxiproxyClient
@@ -320,7 +317,7 @@ class LocalApp:
         os.killpg(self._proc.pid, sig)
 
 
-class LocalStack:
+class LocalStack(MigratingStack["LocalDatabase"]):
     """A database and N app instances, as local processes."""
 
     def __init__(self, backend: LocalBackend, target: Target, name: str) -> None:
@@ -421,29 +418,9 @@ class LocalStack:
         return LocalCommand(self, name, filled, self.release_env(release, merged), release.cwd)
 
     def start_migrate(self, release: Release, to: str) -> LocalCommand:
-        if to != "base" and to not in release.migrations:
-            raise SpecError(
-                f"release {release.name!r} has no migration {to!r}",
-                choices=["base", *release.migrations],
-            )
-        return self.start_command(
-            release, release.migrate_command, {"target": release.migrate_target(to)}
-        )
-
-    def migrate(self, release: Release, to: str, *, timeout: float = 300.0) -> CommandResult:
-        result = self.start_migrate(release, to).wait(timeout=timeout)
-        if not result.ok:
-            raise MigrationFailed(
-                f"{self.name}.migrate", result.argv, result.returncode, result.output
-            )
-        return result
-
-    def applied_migrations(self) -> list[str]:
-        try:
-            rows = self.database.sql(self.target.applied_migrations_sql)
-        except psycopg.errors.UndefinedTable:
-            return []
-        return [str(row[0]) for row in rows]
+        command = super().start_migrate(release, to)
+        assert isinstance(command, LocalCommand)
+        return command
 
     def app(self, index: int) -> LocalApp:
         return self.apps[index]

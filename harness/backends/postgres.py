@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import sql as pgsql
 
 from harness._runstate import RunDir, children_of, claim_port, proc_stat, state_root
 from harness._wait import wait_for
+from harness.backends.pgserver import SERVER_SETTINGS, SUPERUSER, PgServer
 from harness.errors import BackendError, ConfigError, PostgresNotFound, ServiceError
 
 __all__ = [
@@ -51,24 +51,15 @@ __all__ = [
 
 PG_BINDIR_ENV = "DEPLOY_CHAOS_PG_BINDIR"
 PG_USER_ENV = "DEPLOY_CHAOS_PG_USER"
-SUPERUSER = "chaos"
 
 #: The longest path a Unix socket may have (sun_path holds 108 bytes with its NUL).
 _SOCKET_PATH_MAX = 107
 
-# Settings every cluster starts with. fsync is off: the faults simulate process crashes,
-# and the kernel keeps written WAL across a SIGKILL of PostgreSQL, so crash recovery is
-# exercised for real while a stack starts several times faster. See docs/decisions.md.
+#: Every local cluster's settings: the shared ones (harness.backends.pgserver), and what a
+#: server on this machine needs besides.
 _SERVER_SETTINGS = (
+    *SERVER_SETTINGS,
     "listen_addresses=127.0.0.1",
-    "fsync=off",
-    "full_page_writes=off",
-    "shared_buffers=16MB",
-    "max_connections=60",
-    "max_wal_senders=0",
-    "wal_level=minimal",
-    "log_min_messages=warning",
-    "log_line_prefix=%m [%p] ",
     "unix_socket_permissions=0700",
     # Dynamic shared memory as files in the data directory, not /dev/shm/PostgreSQL.*:
     # a server that is SIGKILLed (a crash fault) or shut down immediately leaves them
@@ -344,7 +335,7 @@ def _copy_tree(src: Path, dest: Path) -> None:
     subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dest)], check=True)
 
 
-class PgCluster:
+class PgCluster(PgServer):
     """One PostgreSQL server of a stack."""
 
     def __init__(
@@ -385,56 +376,30 @@ class PgCluster:
         #: recovery step may both restart the server; two postmasters must never race.
         self._lifecycle = threading.RLock()
 
-    # -- connection details -------------------------------------------------------------
+    # -- what is a local cluster's own (the rest: harness.backends.pgserver) -----------
+
+    ready_interval = 0.03
 
     @property
     def host(self) -> str:
         return "127.0.0.1"
 
-    @property
-    def user(self) -> str:
-        return SUPERUSER
+    def _connect_host(self) -> str:
+        return str(self.socket_dir)  # the stack's unix socket, never through the proxy
 
-    @property
-    def url(self) -> str:
-        """A TCP URL straight to the server (not through the fault proxy)."""
-        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{self.database}"
-
-    def url_via(self, host: str, port: int) -> str:
-        """The same credentials, reaching the server through ``host:port`` (the proxy)."""
-        return f"postgresql://{SUPERUSER}:{self.password}@{host}:{port}/{self.database}"
-
-    def connect(
-        self, *, autocommit: bool = True, timeout: float = 5.0, dbname: str | None = None
-    ) -> psycopg.Connection[Any]:
-        """A superuser connection over the stack's unix socket (never through the proxy)."""
-        return psycopg.connect(
-            host=str(self.socket_dir),
-            port=self.port,
-            user=SUPERUSER,
-            dbname=dbname or self.database,
-            autocommit=autocommit,
-            connect_timeout=max(1, int(timeout)),
-            application_name="deploy-chaos",
-        )
-
-    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run one statement and return its rows (empty when it returns none)."""
-        with self.connect() as conn, conn.cursor() as cur:
-            cur.execute(query, params)
-            return list(cur.fetchall()) if cur.description else []
+    def _died(self, action: str) -> ServiceError | None:
+        if self._proc is not None and self._proc.poll() is not None:
+            return ServiceError(
+                self.name, action, f"server exited ({self._proc.returncode})", self.log_tail()
+            )
+        return None
 
     def backup(self, path: Path) -> None:
         """``pg_dump`` the database (custom format) to ``path``."""
         argv = [self.binaries.tool("pg_dump"), "-Fc", "-f", str(path), *self._client_args()]
         _run(argv, None, "pg_dump")
 
-    def restore(self, path: Path) -> None:
-        """Recreate the database from a :meth:`backup` (connections to it are terminated)."""
-        with self.connect(dbname="postgres") as conn:
-            db = pgsql.Identifier(self.database)
-            conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
-            conn.execute(pgsql.SQL("CREATE DATABASE {}").format(db))
+    def _pg_restore(self, path: Path) -> None:
         argv = [
             self.binaries.tool("pg_restore"),
             "--exit-on-error",
@@ -509,28 +474,6 @@ class PgCluster:
                     pgsql.Identifier(SUPERUSER), pgsql.Literal(self.password)
                 )
             )
-
-    def wait_ready(self, *, timeout: float = 30.0) -> None:
-        def ready() -> bool:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise ServiceError(
-                    self.name,
-                    "start",
-                    f"server exited ({self._proc.returncode})",
-                    self.log_tail(),
-                )
-            with self.connect(timeout=2) as conn:
-                conn.execute("SELECT 1")
-            return True
-
-        wait_for(
-            ready,
-            what=f"{self.name} to accept connections on port {self.port}",
-            timeout=timeout,
-            max_interval=0.03,
-            transient=(psycopg.OperationalError,),
-            log_tail=self.log_tail,
-        )
 
     def stop(self, *, timeout: float = 15.0, immediate: bool = False) -> None:
         """Fast shutdown (SIGINT), or with ``immediate`` PostgreSQL's immediate shutdown
