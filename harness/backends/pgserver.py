@@ -3,7 +3,7 @@
 A :class:`PgServer` has a database, a superuser with a password generated per run, and a
 port; the harness queries it, waits for it, dumps and restores its database the same way
 whether it is a local cluster (:class:`harness.backends.postgres.PgCluster`) or a container
-(:class:`harness.backends.docker.containers.DockerDatabase`). A subclass says only what is
+(:class:`harness.backends.docker.stack.DockerDatabase`). A subclass says only what is
 its own: how to reach the server for the harness's own connections (a Unix socket, a
 published port), whether the server has died, and how ``pg_dump``/``pg_restore`` run (the
 local binaries, or inside the container). Both start servers with :data:`SERVER_SETTINGS`.

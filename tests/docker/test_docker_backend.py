@@ -12,7 +12,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from harness.backends import docker as docker_module
 from harness.backends.docker import (
     LABEL_OWNER_PID,
     LABEL_RUN,
@@ -21,6 +20,7 @@ from harness.backends.docker import (
     DockerStack,
     ImageMissing,
 )
+from harness.backends.docker import stack as docker_module
 from harness.errors import AppNotHealthy, MigrationFailed, ServiceError
 from harness.faults.network import ToxicSpec
 from harness.spec import Target

@@ -19,8 +19,8 @@ from harness.backends.docker import (
     PROXY_IMAGE_ENV,
     REUSE_PREPARED_ENV,
     DockerConfig,
-    _owner_dead,
 )
+from harness.backends.docker.engine import _owner_dead
 from harness.errors import ConfigError
 
 
