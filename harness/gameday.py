@@ -16,7 +16,6 @@ engine's ``finally`` blocks do that; the game day only stops drawing).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
 import time
@@ -53,36 +52,51 @@ class _State:
 
 
 class LiveView:
-    """Draws the status screen; on a terminal it redraws in place, else prints changes."""
+    """The status screen, drawn with rich (a live region redrawn in place on a terminal);
+    without one it prints each change as a line instead."""
 
     def __init__(self, out: TextIO, *, title: str, tty: bool, interval: float = 0.5) -> None:
+        from rich.console import Console
+
         self.out = out
         self.title = title
         self.tty = tty
         self.interval = interval
         self.state = _State()
-        self._stop = threading.Event()
-        self._frozen = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="gameday-view", daemon=True)
+        self.console = Console(file=out, force_terminal=tty, highlight=False, markup=False)
+        self._live: Any = None
         self._started = time.monotonic()
-        self._last_line = ""
 
     def start(self) -> None:
-        if self.tty:
-            self._thread.start()
+        if not self.tty:
+            return
+        from rich.live import Live
+
+        self._live = Live(
+            console=self.console,
+            get_renderable=self.render,
+            refresh_per_second=1 / self.interval,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            vertical_overflow="visible",
+        )
+        self._live.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self.draw()
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
 
     def freeze(self) -> None:
-        """Stop redrawing (a prompt is waiting for the team)."""
-        self._frozen.set()
+        """Stop redrawing (a prompt is waiting for the team); the last frame stays."""
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
 
     def thaw(self) -> None:
-        self._frozen.clear()
+        if self._live is not None:
+            self._live.start()
 
     def say(self, message: str) -> None:
         with self.state.lock:
@@ -91,16 +105,9 @@ class LiveView:
             self.out.write(f"[{time.monotonic() - self._started:7.2f}s] {message}\n")
             self.out.flush()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            if not self._frozen.is_set():
-                self.draw()
-
-    def lines(self) -> list[str]:
+    def rows(self) -> list[tuple[str, str]]:
+        """What the screen shows, as (label, value) rows."""
         s = self.state
-        width = shutil.get_terminal_size((100, 30)).columns
-        elapsed = time.monotonic() - self._started
-        out = [f"deploy-chaos game day - {self.title}", f"elapsed {elapsed:6.1f}s", ""]
         events: tuple[Event, ...] = s.timeline.events if s.timeline is not None else ()
         done = {e.subject for e in events if e.kind is EventKind.STEP_END}
         failed = {e.subject for e in events if e.kind is EventKind.STEP_FAILED}
@@ -111,7 +118,10 @@ class LiveView:
                 "x" if step in failed else "+" if step in done else ">" if step in started else "."
             )
             marks.append(f"[{mark}] {step}")
-        out.append("plan      " + "  ".join(marks))
+        rows = [
+            ("elapsed", f"{time.monotonic() - self._started:6.1f}s"),
+            ("plan", "  ".join(marks)),
+        ]
         if s.stack is not None:
             instances = []
             for app in s.stack.apps:
@@ -119,10 +129,10 @@ class LiveView:
                 instances.append(f"#{app.index} {app.release.name} ({state})")
             db = s.stack.database
             db_state = "paused" if db.paused else "up" if db.running else "DOWN"
-            out.append("instances " + "   ".join(instances) + f"   database ({db_state})")
+            rows.append(("instances", "   ".join(instances) + f"   database ({db_state})"))
         rates = s.rates() if s.rates is not None else None
         if rates is not None:
-            out.append(f"workload  {rates[0]:6.1f} ops/s   error rate {rates[1]:6.1%}")
+            rows.append(("workload", f"{rates[0]:6.1f} ops/s   error rate {rates[1]:6.1%}"))
         active: dict[str, float] = {}
         for event in events:
             if event.kind is EventKind.FAULT_INJECT:
@@ -130,28 +140,37 @@ class LiveView:
             elif event.kind in (EventKind.FAULT_HEAL, EventKind.FAULT_HEAL_FAILED):
                 active.pop(event.subject, None)
         faults = ", ".join(f"{name} (since {t:.1f}s)" for name, t in active.items())
-        out.append("faults    " + (faults or "none active"))
+        rows.append(("faults", faults or "none active"))
         detections = [e for e in events if e.kind is EventKind.DETECTION]
         if detections:
             first = detections[-1].detail.splitlines()[0] if detections[-1].detail else ""
-            out.append(f"detected  {detections[-1].subject}: {first}"[: width - 1])
-        out.append("")
-        out.append("recent events:")
+            rows.append(("detected", f"{detections[-1].subject}: {first}"))
         for event in events[-6:]:
             detail = event.detail.replace("\n", " ")
-            out.append(
-                f"  {event.t:7.2f}s {event.kind.value:<20} {event.subject} {detail}"[: width - 1]
+            rows.append(
+                ("event", f"{event.t:7.2f}s {event.kind.value:<20} {event.subject} {detail}")
             )
         if s.message:
-            out += ["", s.message]
-        return out
+            rows.append(("", s.message))
+        return rows
+
+    def render(self) -> Any:
+        """The screen as a rich renderable: a panel holding a two-column grid."""
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True, min_width=10)
+        grid.add_column(overflow="ellipsis", no_wrap=True)
+        for label, value in self.rows():
+            style = "bold red" if label == "detected" else ""
+            grid.add_row(Text(label), Text(value, style=style))
+        return Panel(grid, title=Text(f"deploy-chaos game day - {self.title}"), expand=True)
 
     def draw(self) -> None:
-        if not self.tty:
-            return
-        text = "\n".join(self.lines())
-        self.out.write("\x1b[H\x1b[2J" + text + "\n")
-        self.out.flush()
+        if self._live is not None:
+            self._live.refresh()
 
 
 class GameDay:

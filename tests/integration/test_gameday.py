@@ -168,7 +168,7 @@ def test_interactive_game_day_under_tmux(tmux: list[str], tmp_path: Path) -> Non
     screen = _await_text(tmux, "Press Enter to inject", timeout=120)
     assert "deploy-chaos game day" in screen
     assert "[+] migrate:0003" in screen, "the live view shows the plan's progress"
-    assert "instances" in screen
+    assert "instances" in screen, screen
     subprocess.run([*tmux, "send-keys", "-t", "gd", "Enter"], check=True, timeout=30)
     screen = _await_text(tmux, "Choose the recovery", timeout=120)
     assert "DETECTED:" in screen
