@@ -12,7 +12,14 @@ from typing import Any
 from harness.errors import SpecError
 from harness.spec import BASE_MIGRATION, Release
 
-__all__ = ["Chain", "linear_chain", "release_up_to", "sql_literal", "values_table"]
+__all__ = [
+    "Chain",
+    "ToolProject",
+    "linear_chain",
+    "release_up_to",
+    "sql_literal",
+    "values_table",
+]
 
 #: An id the harness can carry (and embed in SQL): what the tools themselves allow.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -113,3 +120,42 @@ def release_up_to(
         migrate_command=tuple(migrate_command),
         **options,
     )
+
+
+class ToolProject:
+    """What a tool's project adapter shares (Alembic, Django): the chain it read, the
+    directory its releases run in, and how a release is made from them. A subclass gives
+    :meth:`migrate_command` and any Release defaults of its own (:attr:`release_defaults`)."""
+
+    root: Path
+    chain: Chain
+    #: Release fields the tool implies (Django: ``migrate_base="zero"``).
+    release_defaults: Mapping[str, Any] = {}
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return self.chain.ids
+
+    def migrate_command(self, cwd: Path | None = None) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @staticmethod
+    def relative(path: Path, cwd: Path) -> Path:
+        """``path`` relative to ``cwd`` when it lies below it (commands run in ``cwd``)."""
+        base = cwd.resolve()
+        return path.relative_to(base) if path.is_relative_to(base) else path
+
+    def release(
+        self, name: str, *, up_to: str | None = None, command: Sequence[str] = (), **options: Any
+    ) -> Release:
+        """A release knowing the migrations up to ``up_to`` (None: all; ``base``: none), run
+        by ``command`` in the project's directory unless ``cwd=`` says otherwise;
+        ``options`` are more :class:`Release` fields (``env``, ``image``, ...)."""
+        options = {**self.release_defaults, "cwd": self.root, **options}
+        return release_up_to(
+            self.chain,
+            name,
+            up_to,
+            self.migrate_command(Path(options["cwd"])),
+            {"command": tuple(command), **options},
+        )

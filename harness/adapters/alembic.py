@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.adapters._chain import Chain, linear_chain, release_up_to, values_table
+from harness.adapters._chain import Chain, ToolProject, linear_chain, values_table
 from harness.errors import SpecError
-from harness.spec import Release
 
 __all__ = ["GOTO_SCRIPT", "AlembicMigrations", "read_revisions"]
 
@@ -103,7 +102,7 @@ def read_revisions(versions: Sequence[Path]) -> dict[str, tuple[str, ...]]:
     return parents
 
 
-class AlembicMigrations:
+class AlembicMigrations(ToolProject):
     """The Alembic project configured by ``config`` (an ``alembic.ini``).
 
     Releases run their commands in the ini's directory unless told otherwise (``cwd=``);
@@ -137,29 +136,10 @@ class AlembicMigrations:
         if not self.chain.ids:
             raise SpecError(f"{where}: no revisions in {[str(v) for v in versions]}")
 
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return self.chain.ids
-
     def migrate_command(self, cwd: Path | None = None) -> tuple[str, ...]:
         """``{python} -c GOTO_SCRIPT <ini> {target}``, the ini relative to ``cwd``."""
-        base = (cwd or self.root).resolve()
-        config = self.config.relative_to(base) if self.config.is_relative_to(base) else self.config
+        config = self.relative(self.config, cwd or self.root)
         return ("{python}", "-c", GOTO_SCRIPT, str(config), "{target}")
-
-    def release(
-        self, name: str, *, up_to: str | None = None, command: Sequence[str] = (), **options: Any
-    ) -> Release:
-        """A release knowing the revisions up to ``up_to`` (None: all), run by ``command``;
-        ``options`` are more :class:`Release` fields (``env``, ``image``, ...)."""
-        options.setdefault("cwd", self.root)
-        return release_up_to(
-            self.chain,
-            name,
-            up_to,
-            self.migrate_command(Path(options["cwd"])),
-            {"command": tuple(command), **options},
-        )
 
     @property
     def applied_migrations_sql(self) -> str:

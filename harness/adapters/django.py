@@ -9,13 +9,13 @@ Dependencies on other apps are Django's to resolve when it migrates.
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from harness.adapters._chain import Chain, linear_chain, release_up_to, sql_literal, values_table
+from harness.adapters._chain import Chain, ToolProject, linear_chain, sql_literal, values_table
 from harness.errors import SpecError
-from harness.spec import Release
 
 __all__ = ["DjangoMigrations", "read_migrations"]
 
@@ -58,12 +58,14 @@ def read_migrations(directory: Path, app: str) -> dict[str, tuple[str, ...]]:
     return parents
 
 
-class DjangoMigrations:
+class DjangoMigrations(ToolProject):
     """The migrations of Django app ``app`` in the project whose ``manage.py`` is ``manage``.
 
     ``migrations_dir``: where the app's migration files are (default: ``<app>/migrations``
     beside ``manage.py``). Releases run in ``manage.py``'s directory unless told otherwise.
     """
+
+    release_defaults: Mapping[str, Any] = MappingProxyType({"migrate_base": "zero"})
 
     def __init__(
         self, app: str, manage: str | Path = "manage.py", migrations_dir: str | Path | None = None
@@ -88,29 +90,11 @@ class DjangoMigrations:
         if not self.chain.ids:
             raise SpecError(f"{where}: no migrations")
 
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return self.chain.ids
-
     def migrate_command(self, cwd: Path | None = None) -> tuple[str, ...]:
-        base = (cwd or self.root).resolve()
-        manage = self.manage.relative_to(base) if self.manage.is_relative_to(base) else self.manage
+        """``{python} manage.py migrate <app> {target} --noinput`` (run it with e.g.
+        ``command=("{python}", "manage.py", "runserver", "{host}:{port}", "--noreload")``)."""
+        manage = self.relative(self.manage, cwd or self.root)
         return ("{python}", str(manage), "migrate", self.app, "{target}", "--noinput")
-
-    def release(
-        self, name: str, *, up_to: str | None = None, command: Sequence[str] = (), **options: Any
-    ) -> Release:
-        """A release knowing the migrations up to ``up_to`` (None: all), run by ``command``
-        (e.g. ``("{python}", "manage.py", "runserver", "{host}:{port}", "--noreload")``)."""
-        options.setdefault("cwd", self.root)
-        options.setdefault("migrate_base", "zero")
-        return release_up_to(
-            self.chain,
-            name,
-            up_to,
-            self.migrate_command(Path(options["cwd"])),
-            {"command": tuple(command), **options},
-        )
 
     @property
     def applied_migrations_sql(self) -> str:
