@@ -71,7 +71,7 @@ PATHS = {paths!r}
 
 def target() -> dc.Target:
     return dc.Target(
-        name="{self.name}",
+        name={self.name!r},
         releases=(
             migrations.release("previous", up_to="{previous}", command=COMMAND, cwd=ROOT, **PATHS),
             migrations.release("current", command=COMMAND, cwd=ROOT, **PATHS),
@@ -140,7 +140,12 @@ def detect(
     root = root.resolve()
     if not root.is_dir():
         raise SpecError(f"init: no directory {root}")
-    project = name or re.sub(r"[^A-Za-z0-9_.-]", "-", root.name).strip("-.") or "app"
+    project = name or re.sub(r"[^A-Za-z0-9_.-]", "-", root.name).strip("-._") or "app"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", project):
+        raise SpecError(
+            f"init: target name {project!r}",
+            expected="--name: letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     seed = random.SystemRandom().randrange(1, 10_000) if seed is None else seed
     common = {"health_path": health_path, "version_path": version_path, "seed": seed}
     if (root / "alembic.ini").is_file():

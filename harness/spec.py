@@ -54,6 +54,7 @@ PLACEHOLDERS = frozenset(
     }
 )
 
+
 class TargetInvariant(Protocol):
     """What a Target holds as an invariant: a name and a check. The checking machinery
     (:class:`harness.invariants.Invariant`, whose ``check`` takes a ``CheckContext`` and

@@ -232,10 +232,13 @@ def _goto_golang(conn: Any, table: str, migrations: list[Migration], to: int) ->
         if m.down is None:
             raise SystemExit(f"sqldir: {m.id}_{m.name} has no down file")
         print(f"sqldir: down {m.id}_{m.name}", flush=True)
-        set_version(int(m.id), True)
+        # As golang-migrate does: the version it goes to is set, dirty, before the file runs
+        # (-1 when that is "no version"), then set clean after it.
+        below = ids[current - 1] if current > 0 else -1
+        set_version(below, True)
         conn.execute(m.down)
         current -= 1
-        set_version(ids[current] if current >= 0 else None, False)
+        set_version(below if below >= 0 else None, False)
 
 
 def _goto_dbmate(conn: Any, table: str, migrations: list[Migration], to: int) -> None:

@@ -475,11 +475,14 @@ class ReferentialIntegrity:
         entries: list[JsonValue] = []
         orphans = 0
         errors = 0
+        checked = 0
         for rel in self.relations:
             query = sql.SQL(
-                "SELECT count(*), (array_agg(c.{col}::text ORDER BY c.{col}))[1:%(n)s]"
-                " FROM {child} c WHERE c.{col} IS NOT NULL AND NOT EXISTS"
-                " (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})"
+                "SELECT count(*) FILTER (WHERE NOT EXISTS"
+                " (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})),"
+                " (array_agg(c.{col}::text ORDER BY c.{col}) FILTER (WHERE NOT EXISTS"
+                " (SELECT 1 FROM {parent} p WHERE p.{pcol} = c.{col})))[1:%(n)s],"
+                " count(*) FROM {child} c WHERE c.{col} IS NOT NULL"
             ).format(
                 col=sql.Identifier(rel.column),
                 child=_identifier(rel.child, "child"),
@@ -487,20 +490,34 @@ class ReferentialIntegrity:
                 pcol=sql.Identifier(rel.parent_column),
             )
             try:
-                count, examples = ctx.query(query, {"n": EXAMPLES})[0]
+                count, examples, references = ctx.query(query, {"n": EXAMPLES})[0]
             except psycopg.Error as exc:
                 errors += 1
                 entries.append({"relation": rel.label, "error": _error(exc)})
                 continue
             orphans += int(count)
+            checked += int(references)
             entries.append(
-                {"relation": rel.label, "orphans": int(count), "examples": list(examples or [])}
+                {
+                    "relation": rel.label,
+                    "references": int(references),
+                    "orphans": int(count),
+                    "examples": list(examples or []),
+                }
             )
-        evidence: dict[str, JsonValue] = {"orphans": orphans, "relations": entries}
+        evidence: dict[str, JsonValue] = {
+            "orphans": orphans,
+            "references": checked,
+            "relations": entries,
+        }
         if orphans:
             return Verdict.invalid(**evidence)
         if errors:
             return Verdict.unknown(**evidence)
+        if checked == 0:
+            return Verdict.unknown(
+                reason="no row references anything: nothing to judge", **evidence
+            )
         return Verdict.valid(**evidence)
 
 

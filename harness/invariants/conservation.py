@@ -252,6 +252,9 @@ class Conservation:
         }
         if violations:
             return Verdict.invalid(**evidence)
+        if not any(n_ok or n_info for _, _, _, n_ok, n_info in flows.values()):
+            # Totals that did not move with no flow to move them judge nothing.
+            return Verdict.unknown(reason="no flow operation in the history to judge", **evidence)
         return Verdict.valid(**evidence)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
+import string
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,6 +34,11 @@ __all__ = ["VALUE_TYPES", "ReadBack", "ReadableByRunningRelease", "same_value"]
 
 
 # -- readable_by_running_release -----------------------------------------------------------
+
+
+def _template_fields(template: str) -> list[str]:
+    """The fields a path template names (``/orders/{id}`` -> ``id``)."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
 #: The types a read-back compares by meaning (see :class:`ReadBack`).
@@ -63,7 +69,9 @@ def same_value(kind: str | None, told: JsonValue, read: JsonValue) -> bool:
     None: equal as JSON). A timestamp is the same instant (``...Z`` is ``+00:00``; one
     without a zone is UTC), a decimal the same number (``"12.50"`` is ``12.5``), text the
     same string (``7`` is ``"7"``). A value that does not parse as its type is compared as
-    JSON."""
+    JSON; a boolean equals only a boolean (``True`` is not ``1``)."""
+    if isinstance(told, bool) or isinstance(read, bool):
+        return isinstance(told, bool) and isinstance(read, bool) and told == read
     if told == read:
         return True
     if kind == "timestamp":
@@ -140,6 +148,7 @@ class ReadBack:
 
         created: dict[str, Operation] = {}
         changes: dict[str, list[Operation]] = defaultdict(list)
+        unmatched: list[Operation] = []  # updates whose entity cannot be told
         updates = set(self.updates)
         for op in operations:
             if op.f == self.op and op.type is OpType.OK:
@@ -151,10 +160,22 @@ class ReadBack:
                 try:
                     changes[fill_path(self.path, op.value)].append(op)
                 except SpecError:
-                    continue
+                    unmatched.append(op)
         told: dict[str, Mapping[str, Scalar]] = {}
         unjudged: list[dict[str, JsonValue]] = []
+        keys = set(_template_fields(self.path))
         for path, create in created.items():
+            if unmatched:
+                # An update that names no entity may have changed any of them.
+                unjudged.append(
+                    {
+                        "op": self.op,
+                        "path": path,
+                        "update": unmatched[0].f,
+                        "reason": f"{len(unmatched)} update(s) name no entity by {self.path}",
+                    }
+                )
+                continue
             value: dict[str, Scalar] = dict(create.value)
             later = sorted(changes.get(path, ()), key=lambda o: o.invoke_time)
             unknown = next((o for o in later if o.type is OpType.INFO), None)
@@ -178,7 +199,10 @@ class ReadBack:
                 )
                 continue
             for change in sorted(acked, key=lambda o: o.complete_time):
-                value.update({k: v for k, v in change.value.items() if k in self.fields})
+                # After an update, a field it neither told nor sent may have changed: only
+                # what it said (and the entity's key) is still known.
+                said = {k: v for k, v in change.value.items() if k in self.fields}
+                value = {k: v for k, v in value.items() if k in keys or k in said} | said
             told[path] = value
         return told, unjudged
 
@@ -223,9 +247,10 @@ class _Read:
         if not 200 <= answer.status < 300:
             return "unreadable", [{**where, "status": answer.status, "answer": answer.text[:300]}]
         findings: list[dict[str, JsonValue]] = []
-        for name in self.spec.fields:
-            if name not in self.told:
-                continue
+        compared = [name for name in self.spec.fields if name in self.told]
+        if not compared:
+            return "nothing_to_compare", []  # the client was told none of the fields
+        for name in compared:
             read = answer.body.get(name, self.spec.absent_means.get(name))
             if self.spec.same(name, self.told[name], read):
                 continue
@@ -338,6 +363,7 @@ class ReadableByRunningRelease:
             "unreadable": kinds["unreadable"],
             "unreachable": kinds["unreachable"],
             "unavailable": kinds["unavailable"],
+            "nothing_to_compare": kinds["nothing_to_compare"],
             "by_instance": dict(by_instance),
             "examples": examples,
             "late": len(late),
@@ -359,7 +385,10 @@ class ReadableByRunningRelease:
             evidence["unjudged_examples"] = list(unjudged[:EXAMPLES])
         if mismatches or kinds["unreadable"]:
             return Verdict.invalid(**evidence)
-        if entities == 0 or len(every) == kinds["unreachable"] + kinds["unavailable"]:
+        judged = (
+            len(every) - kinds["unreachable"] - kinds["unavailable"] - kinds["nothing_to_compare"]
+        )
+        if entities == 0 or judged == 0:
             return Verdict.unknown(**evidence)
         return Verdict.valid(**evidence)
 

@@ -52,6 +52,7 @@ class ProxyOwner(Protocol):
 
     def connection_closed(self, connection: Connection) -> None: ...
 
+
 __all__ = ["Connection", "Endpoint", "Link"]
 
 _log = logging.getLogger(__name__)

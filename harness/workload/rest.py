@@ -38,6 +38,7 @@ The invariants (each only where the resource declares what it needs):
 
 from __future__ import annotations
 
+import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,12 @@ def ref(resource: str) -> FieldGen:
 
 def _route(text: str, what: str, methods: Sequence[str]) -> tuple[HttpMethod, str]:
     parts = text.split() if isinstance(text, str) else []
+    if parts and parts[0].upper() == "DELETE" and "DELETE" not in methods:
+        raise SpecError(
+            f"{what} {text!r}: deletes are not modelled by a RestWorkload (the durability,"
+            " row-count and read-back checks would count a deleted entity as lost)",
+            expected=f"'<{'|'.join(methods)}> /path', or a hand-written Model for deletes",
+        )
     if len(parts) != 2 or parts[0].upper() not in methods or not parts[1].startswith("/"):
         raise SpecError(f"{what} {text!r}", expected=f"'<{'|'.join(methods)}> /path'")
     return HttpMethod(parts[0].upper()), parts[1]
@@ -192,7 +199,12 @@ class Transition:
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise SpecError(f"transition {self.name!r}", expected="a name like pay")
-        _route(self.call, f"transition {self.name}", ("POST", "PUT", "PATCH", "DELETE"))
+        _route(self.call, f"transition {self.name}", ("POST", "PUT", "PATCH"))
+        if isinstance(self.from_states, str):
+            raise SpecError(
+                f"transition {self.name}: from_states {self.from_states!r}",
+                expected=f"a list of states, e.g. ({self.from_states!r},)",
+            )
         object.__setattr__(self, "from_states", tuple(self.from_states))
         object.__setattr__(self, "body", dict(self.body))
         if self.weight < 0:
@@ -273,6 +285,15 @@ class Resource:
         return f"{transition.name}_{self.name}"
 
     @property
+    def key_fields(self) -> tuple[str, ...]:
+        """The fields its read path is filled from, besides the id."""
+        if self.read is None:
+            return ()
+        _, template = _route(self.read, "read", ("GET",))
+        names = [n for _, n, _, _ in string.Formatter().parse(template) if n]
+        return tuple(n for n in dict.fromkeys(names) if n != self.id)
+
+    @property
     def refs(self) -> dict[str, str]:
         """Body field -> the resource it references."""
         return {k: g.args[0] for k, g in self.fields.items() if g.kind == "ref"}
@@ -345,7 +366,7 @@ class RestModel:
             body = self._body(resource.fields, draw)
             if body is None:
                 return None
-            return Call(f, method, path, body, body)
+            return Call(f, method, fill_path(path, body), body, body)
         with self._lock:
             entities = [
                 e
@@ -362,13 +383,14 @@ class RestModel:
                 return None
             entity = draw.rng.choice(entities)
             told = dict(entity.told)
-        key = {resource.id: told[resource.id]}
+        # What names the entity: its id, and whatever else its read path is filled from.
+        key = {name: told[name] for name in (resource.id, *resource.key_fields) if name in told}
         if kind == "read":
             assert resource.read is not None
             _, template = _route(resource.read, "read", ("GET",))
             return Call(f, HttpMethod.GET, fill_path(template, told), key)
         assert transition is not None
-        method, template = _route(transition.call, "transition", ("POST", "PUT", "PATCH", "DELETE"))
+        method, template = _route(transition.call, "transition", ("POST", "PUT", "PATCH"))
         body = self._body(transition.body, draw)
         if body is None:
             return None
@@ -376,7 +398,14 @@ class RestModel:
 
     def interpret(self, call: Call, answer: Answer) -> Completion:
         if 200 <= answer.status < 300:
-            return Completion(OpType.OK, _told(answer.body))
+            told = _told(answer.body)
+            resource, kind, _ = self._ops[call.f]
+            if kind != "create":
+                # The entity is the one the client named: an answer's own "id" (an event's,
+                # a payment's) must not re-key it.
+                for name in (resource.id, *resource.key_fields):
+                    told.pop(name, None)
+            return Completion(OpType.OK, told)
         message = answer.body.get("error")
         error = (
             f"HTTP {answer.status}: {message if isinstance(message, str) else answer.text[:200]}"
@@ -402,7 +431,8 @@ class RestModel:
             if entity is None:
                 return
             if completion.type is OpType.OK:
-                entity.told.update(completion.value)
+                keys = (resource.id, *resource.key_fields)
+                entity.told.update({k: v for k, v in completion.value.items() if k not in keys})
                 entity.unsure = False  # what it is now, as the app says
             elif completion.type is OpType.INFO and kind == "transition":
                 entity.unsure = True
@@ -472,7 +502,10 @@ class RestWorkload:
                     tuple(Write(r.create_op, r.table or "", r.id_column, r.id) for r in stored)
                 )
             )
-            out.append(row_counts({r.table or "": (r.create_op,) for r in stored}))
+            creates: dict[str, tuple[str, ...]] = {}
+            for r in stored:  # two resources may live in one table
+                creates[r.table or ""] = (*creates.get(r.table or "", ()), r.create_op)
+            out.append(row_counts(creates))
         relations = tuple(
             Relation(
                 r.table or "",

@@ -95,7 +95,7 @@ def load_rest_workload(path: str | Path) -> RestWorkload:
             f"not valid YAML: {exc.problem or exc}",
             source=source,
             line=mark.line + 1 if mark is not None else None,
-            expected='a YAML mapping (quote a value with braces inside {...}:'
+            expected="a YAML mapping (quote a value with braces inside {...}:"
             ' {call: "POST /orders/{id}/pay"})',
         ) from None
     if root is None:
@@ -126,7 +126,13 @@ def load_rest_workload(path: str | Path) -> RestWorkload:
                 raise reader.error(value, f"{what}.{kind}", expected="[low, high]")
             lo, hi = (reader.string(b, f"{what}.{kind}") for b in bounds)
             if kind == "integer":
-                return _catch(reader, value, what, lambda: integer(int(lo), int(hi)))
+                try:
+                    low, high = int(lo), int(hi)
+                except ValueError:
+                    raise reader.error(
+                        value, f"{what}.integer [{lo}, {hi}]", expected="integers"
+                    ) from None
+                return _catch(reader, value, what, lambda: integer(low, high))
             places = (
                 reader.integer(entry["places"][1], f"{what}.places", 0) if "places" in entry else 2
             )
@@ -162,8 +168,11 @@ def load_rest_workload(path: str | Path) -> RestWorkload:
         entry = reader.mapping(node, where, _TRANSITION, ("call",))
         settings: dict[str, Any] = {"call": reader.string(entry["call"][1], f"{where}.call")}
         if "from" in entry:
+            from_node = entry["from"][1]
+            nodes = reader.seq(from_node, f"{where}.from", allow_scalar=True)
             settings["from_states"] = tuple(
-                s for s, _ in reader.strings(entry["from"][1], f"{where}.from")
+                _scalar(n) if isinstance(n, ScalarNode) else reader.string(n, f"{where}.from")
+                for n in nodes
             )
         if "body" in entry:
             settings["body"] = gens(entry["body"][1], f"{where}.body")

@@ -332,3 +332,81 @@ def test_yaml_errors_name_the_line(
     assert message in str(info.value)
     assert info.value.source == str(path)
     assert info.value.line == line
+
+
+def test_what_a_rest_workload_does_not_model_is_refused_clearly() -> None:
+    with pytest.raises(SpecError, match="deletes are not modelled"):
+        Transition("remove", "DELETE /notes/{id}")
+    with pytest.raises(SpecError, match="a list of states"):
+        Transition("pay", "POST /orders/{id}/pay", "pending")  # type: ignore[arg-type]
+
+
+def test_a_put_create_fills_its_path_and_two_resources_may_share_a_table() -> None:
+    work = RestWorkload(
+        (
+            Resource(
+                "user",
+                "PUT /users/{login}",
+                fields={"login": fake("user_name")},
+                id="login",
+                table="users",
+                id_column="login",
+            ),
+            Resource("admin", "POST /admins", table="users"),
+        )
+    )
+    call = work.model().call("create_user", _draw())
+    assert call is not None
+    assert call.path == f"/users/{call.body['login']}"  # type: ignore[index]
+    counts = next(i for i in work.invariants() if i.name == "row_counts")
+    assert isinstance(counts, Conservation)
+    assert sorted(f.op for f in counts.flows) == ["create_admin", "create_user"]
+
+
+def test_a_transition_answer_with_its_own_id_does_not_re_key_the_entity() -> None:
+    model = _shop().model()
+    draw = _draw()
+    for f, answer in (
+        ("create_author", {"id": 1}),
+        ("create_book", {"id": 2}),
+        ("create_order", {"id": 5, "status": "pending"}),
+    ):
+        call = model.call(f, draw)
+        assert call is not None
+        model.completed(call, model.interpret(call, Answer(201, answer)), draw)
+    pay = model.call("pay_order", draw)
+    assert pay is not None
+    told = model.interpret(pay, Answer(200, {"id": 77, "order_id": 5, "status": "paid"}))
+    assert "id" not in told.value  # the payment's id is not the order's
+    model.completed(pay, told, draw)
+    read = model.call("read_order", draw)
+    assert read is not None
+    assert read.path == "/orders/5"
+
+
+def test_read_backs_judge_only_what_the_client_was_told() -> None:
+    spec = ReadBack("create_order", "/orders/{id}", ("id", "status", "total"), updates=("pay",))
+    ops = [
+        _op(0, "create_order", OpType.OK, {"id": 1, "status": "pending", "total": 9}, 0.0, 0.1),
+        # an acknowledged update that told nothing of the state: the state is not known now
+        _op(1, "pay", OpType.OK, {"id": 1}, 1.0, 1.1),
+    ]
+    told, unjudged = spec.entities(ops)
+    assert told == {"/orders/1": {"id": 1}}
+    assert unjudged == []
+    # an update that names no entity by the read path may have changed any of them
+    other = ReadBack("create_order", "/orders/{number}", ("status",), updates=("pay",))
+    ops = [
+        _op(0, "create_order", OpType.OK, {"number": "A1", "status": "pending"}, 0.0, 0.1),
+        _op(1, "pay", OpType.INFO, {"id": 1}, 1.0, 1.1),
+    ]
+    told, unjudged = other.entities(ops)
+    assert told == {}
+    assert [u["reason"] for u in unjudged] == ["1 update(s) name no entity by /orders/{number}"]
+
+
+def test_a_boolean_equals_only_a_boolean() -> None:
+    assert not same_value(None, True, 1)
+    assert not same_value("decimal", False, 0)
+    assert same_value("text", True, True)
+    assert not same_value("text", True, "True")
