@@ -695,6 +695,10 @@ def _app_healthy(app: Any) -> bool:
     return bool(app.running and not app.paused and app.healthy(timeout=1.0))
 
 
+#: How long the end state waits for a healthy instance to be readmitted (ten checks).
+_READMIT_S = 2.0
+
+
 def read_end_state(stack: Stack, balancer: Balancer | None = None) -> EndState:
     """The state as the system itself reports it (and, with a balancer, whether each
     instance was in rotation and its last health answers)."""
@@ -702,6 +706,17 @@ def read_end_state(stack: Stack, balancer: Balancer | None = None) -> EndState:
         migrations: tuple[str, ...] | None = tuple(stack.applied_migrations())
     except Exception:
         migrations = None
+    if balancer is not None:
+        # An instance whose health came back just as the run ended gets the balancer's own
+        # readmission time (a passed check every interval) before it counts as out of
+        # rotation: without a soak (no workload) the end state is read right after recovery.
+        back = [
+            app.index
+            for app in stack.apps
+            if _app_healthy(app) and balancer.state(app.index) is not MemberState.IN
+        ]
+        if back:
+            balancer.wait_for_rotation(back, timeout=_READMIT_S)
     instances = []
     for app in stack.apps:
         try:

@@ -640,7 +640,9 @@ class SchemaCompatible:
 
 @dataclass(frozen=True, slots=True)
 class Availability:
-    """Error rate and longest unavailable window of the history, against optional budgets."""
+    """Error rate and longest unavailable window of the history, against optional budgets;
+    with neither budget the figures are reported and the verdict is ``unknown`` (measured,
+    not judged)."""
 
     max_error_rate: float | None = None
     max_unavailable_s: float | None = None
@@ -672,6 +674,13 @@ class Availability:
             exceeded.append("longest_unavailable_s")
         if exceeded:
             return Verdict.invalid(exceeded=list(exceeded), **evidence)
+        if self.max_error_rate is None and self.max_unavailable_s is None:
+            # Measured, not judged: without a budget no error rate is too high.
+            return Verdict.unknown(
+                reason="no budget to judge against (scenario key availability:"
+                " max_error_rate, max_unavailable): the figures are reported only",
+                **evidence,
+            )
         return Verdict.valid(**evidence)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from harness.deploy.canary import exposure_text
 from harness.expect import Cell
 from harness.report.recommend import recommendation_lines
+from harness.report.score import recovery_ran
 from harness.report.terminal import ScoreEntry, exposure_cell
 
 __all__ = ["ReportRun", "load_runs", "render_report", "write_report"]
@@ -181,9 +182,11 @@ def _scorecard(runs: Sequence[ReportRun]) -> str:
                 out.append('<td class="none">-</td>')
                 continue
             css = _CELL_CLASS.get(found.cell_verdict or found.cell, "unexpected")
+            ran = recovery_ran(dict(found.verdicts))
+            text = found.cell_text + (" (no recovery ran)" if ran is False else "")
             out.append(
                 f'<td class="cell {css}" data-run="{_e(found.key)}" title="{_e(found.summary)}">'
-                f'<a href="#{found.anchor}">{_e(found.cell_text)}</a></td>'
+                f'<a href="#{found.anchor}">{_e(text)}</a></td>'
             )
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -359,6 +362,7 @@ def _entries(runs: Sequence[ReportRun]) -> list[ScoreEntry]:
                 exposure_cell(until["operations"], until["failed"], damaged) if until else ""
             ),
             compare=run.compare or run.scenario,
+            recovery_ran=recovery_ran(dict(run.verdicts)),
         )
     return list(out.values())
 

@@ -55,8 +55,14 @@ def properties(
 
 
 def run_properties(outcome: RunOutcome) -> list[tuple[str, str]]:
-    """The exposure and canary analyses of one run (the cell's shown run)."""
+    """The exposure, whether recovery ran and the canary analyses of one run (the cell's
+    shown run)."""
+    from harness.report.score import recovery_ran
+
     props: list[tuple[str, str]] = []
+    ran = recovery_ran(dict(outcome.verdicts))
+    if ran is not None:
+        props.append((PREFIX + "recovery", "ran" if ran else "not_needed"))
     exposure = outcome.exposure
     if exposure:
         before, until = exposure["before_detection"], exposure["until_recovery"]

@@ -7,7 +7,8 @@ one strategy). A candidate **held** when its cell is ``pass`` (no judged verdict
 among those, the least exposure wins, ranked by damaged acknowledged writes, then failed
 client operations on the new release until recovery ended, then operations it served. A
 known hazard or a failure did not hold, whatever its exposure; a cell not tested (harness
-error) or without exposure figures is named as such, never ranked. The exposure compared is
+error) or without exposure figures is named as such, never ranked; nor is a cell where
+nothing was detected and no recovery ran (its strategy was not exercised). The exposure compared is
 the cell's shown run (its first failing run, else its first).
 """
 
@@ -32,6 +33,7 @@ class Advice:
         held: Sequence[tuple[ScoreEntry, tuple[int, int, int]]],
         failed: Sequence[tuple[ScoreEntry, tuple[int, int, int] | None]],
         untested: Sequence[ScoreEntry],
+        absorbed: Sequence[ScoreEntry] = (),
     ) -> None:
         self.group = group
         self.fault = fault
@@ -39,6 +41,8 @@ class Advice:
         self.held = list(held)
         self.failed = list(failed)
         self.untested = list(untested)
+        #: Held every invariant with no recovery run: nothing to say about the strategy.
+        self.absorbed = list(absorbed)
 
     @property
     def best(self) -> tuple[ScoreEntry, tuple[int, int, int]] | None:
@@ -68,17 +72,19 @@ def recommend(entries: Iterable[ScoreEntry]) -> list[Advice]:
     for (group, fault, point), mine in groups.items():
         if len(mine) < 2:
             continue
-        held, failed, untested = [], [], []
+        held, failed, untested, absorbed = [], [], [], []
         for entry in mine:
             numbers = exposure_numbers(entry.exposure)
-            if entry.cell is Cell.ERROR or (entry.cell is Cell.PASS and numbers is None):
+            if entry.cell is Cell.PASS and entry.recovery_ran is False:
+                absorbed.append(entry)  # the strategy did not run: nothing to rank it by
+            elif entry.cell is Cell.ERROR or (entry.cell is Cell.PASS and numbers is None):
                 untested.append(entry)
             elif entry.cell is Cell.PASS and numbers is not None:
                 held.append((entry, numbers))
             else:
                 failed.append((entry, numbers))
         held.sort(key=lambda pair: (pair[1][2], pair[1][1], pair[1][0], pair[0].order))
-        out.append(Advice(group, fault, point, held, failed, untested))
+        out.append(Advice(group, fault, point, held, failed, untested, absorbed))
     return out
 
 
@@ -95,13 +101,25 @@ def recommendation_lines(entries: Sequence[ScoreEntry]) -> list[str]:
         " damaged acknowledged writes)"
     ]
     for item in advice:
-        everyone = [h[0] for h in item.held] + [f[0] for f in item.failed] + item.untested
+        everyone = [
+            *(h[0] for h in item.held),
+            *(f[0] for f in item.failed),
+            *item.untested,
+            *item.absorbed,
+        ]
         scenarios = len({e.scenario for e in everyone})
         where = f"{item.group}, {item.fault}" + (
             f" at {item.point}" if item.point != "none" else ""
         )
         best = item.best
-        if best is None:
+        if best is None and item.absorbed and not item.failed:
+            lines.append(
+                f"  {where}: no recovery ran (nothing was detected): every strategy's run is"
+                " the same upgrade, nothing to choose between"
+            )
+        elif best is None and item.absorbed:
+            lines.append(f"  {where}: nothing that recovered held every invariant")
+        elif best is None:
             lines.append(f"  {where}: nothing held every invariant")
         else:
             lines.append(f"  {where}: {_name(best[0], scenarios)} ({_figures(best[1])})")
@@ -115,6 +133,9 @@ def recommendation_lines(entries: Sequence[ScoreEntry]) -> list[str]:
                 for e, n in item.failed
             )
             lines.append(f"    did not hold: {broke}")
+        if item.absorbed and (best is not None or item.failed):
+            named = ", ".join(_name(e, scenarios) for e in item.absorbed)
+            lines.append(f"    held with no recovery run (not exercised): {named}")
         if item.untested:
             named = ", ".join(
                 f"{_name(e, scenarios)} ({e.summary or 'untested'})" for e in item.untested

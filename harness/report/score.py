@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 from harness.expect import Cell
 
-__all__ = ["ScoreEntry", "exposure_cell", "exposure_numbers"]
+__all__ = ["NOT_EXERCISED", "ScoreEntry", "exposure_cell", "exposure_numbers", "recovery_ran"]
+
+#: After a cell's symbol: no recovery ran in its shown run, so its strategy was not tested.
+NOT_EXERCISED = " -"
 
 _SYMBOL = {
     Cell.PASS: "pass",
@@ -44,12 +47,17 @@ class ScoreEntry:
     exposure: str = ""
     #: The scenario's comparison group (the recommendation compares within it).
     compare: str = ""
+    #: Whether the shown run's recovery ran: False when nothing was detected and no
+    #: recovery was needed (the strategy was not exercised), None when not recorded.
+    recovery_ran: bool | None = None
 
     @property
     def symbol(self) -> str:
-        """``pass``, ``HAZARD``, ``FAIL``, ``ERROR``; with the count after a repeat."""
+        """``pass``, ``HAZARD``, ``FAIL``, ``ERROR``; with the count after a repeat; a ``-``
+        after it when no recovery ran (the strategy was not exercised)."""
         base = _SYMBOL[self.cell]
-        return f"{base} {self.hits}/{self.runs}" if self.runs > 1 else base
+        text = f"{base} {self.hits}/{self.runs}" if self.runs > 1 else base
+        return text + NOT_EXERCISED if self.recovery_ran is False else text
 
 
 def exposure_numbers(text: str) -> tuple[int, int, int] | None:
@@ -63,3 +71,13 @@ def exposure_numbers(text: str) -> tuple[int, int, int] | None:
 def exposure_cell(ops: object, failed: object, damaged: object) -> str:
     """``31/14/3``: served until recovery / failed / damaged writes."""
     return f"{ops}/{failed}/{damaged}"
+
+
+def recovery_ran(verdicts: object) -> bool | None:
+    """Whether a run's recovery ran, from its verdicts (``recovery``'s ``needed``)."""
+    if not isinstance(verdicts, dict):
+        return None
+    recovery = verdicts.get("recovery")
+    evidence = recovery.get("evidence") if isinstance(recovery, dict) else None
+    needed = evidence.get("needed") if isinstance(evidence, dict) else None
+    return needed if isinstance(needed, bool) else None

@@ -20,7 +20,13 @@ from typing import Any
 
 from harness.expect import Cell
 from harness.report.junit import parse_properties
-from harness.report.score import ScoreEntry, exposure_cell, exposure_numbers
+from harness.report.score import (
+    NOT_EXERCISED,
+    ScoreEntry,
+    exposure_cell,
+    exposure_numbers,
+    recovery_ran,
+)
 
 __all__ = [
     "ScoreEntry",
@@ -72,6 +78,11 @@ def render_scorecard(entries: Iterable[ScoreEntry], *, seed: int | None = None) 
             header += f" (seed {seed})"
         lines.append(header)
         lines.extend("  " + line for line in _table(table))
+        if any(e.recovery_ran is False for e in mine):
+            lines.append(
+                f"  {NOT_EXERCISED.strip()}: nothing was detected and no recovery ran in that"
+                " run: its strategy was not exercised (the same upgrade under every strategy)"
+            )
         if marked:
             lines.append(
                 f"  *: a different result from the control ({CONTROL}) of its strategy:"
@@ -169,6 +180,7 @@ def entry_from_properties(user_properties: object, nodeid: str) -> ScoreEntry | 
         hits=int(props.get("hits", "0") or 0),
         exposure=_exposure_of_properties(props.get("exposure", "")),
         compare=props.get("compare", "") or props.get("scenario", "?"),
+        recovery_ran={"ran": True, "not_needed": False}.get(props.get("recovery", "")),
     )
 
 
@@ -201,6 +213,9 @@ def entries_from_results(document: Mapping[str, Any]) -> list[ScoreEntry]:
                 hits=int(judgement.get("hits", 0)),
                 exposure=_exposure_of_outcome(run.get("outcome")),
                 compare=str(run.get("compare") or run["scenario"]),
+                recovery_ran=recovery_ran(
+                    run.get("verdicts") or (run.get("outcome") or {}).get("verdicts")
+                ),
             )
         )
     return entries

@@ -636,14 +636,18 @@ def test_availability_against_its_budget(pg_url: str) -> None:
             [
                 Availability(),
                 Availability(max_unavailable_s=2.0, name="within"),
+                Availability(max_unavailable_s=3.0, name="held"),
                 Availability(max_error_rate=0.25, max_unavailable_s=1.0, name="budget"),
             ],
             ctx,
         )
-    assert verdicts["availability"].status is Status.VALID
+    # no budget: measured and reported, not judged
+    assert verdicts["availability"].status is Status.UNKNOWN
+    assert "no budget" in str(verdicts["availability"].evidence["reason"])
     assert verdicts["availability"].evidence["longest_unavailable_s"] == 2.6
     assert verdicts["availability"].evidence["window"] == [1.0, 3.6]
     assert verdicts["within"].status is Status.INVALID
+    assert verdicts["held"].status is Status.VALID
     assert verdicts["budget"].evidence["exceeded"] == ["error_rate", "longest_unavailable_s"]
     with open_check_context(pg_url, History.of(())) as ctx:
         assert Availability().check(ctx).status is Status.UNKNOWN

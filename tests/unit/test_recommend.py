@@ -58,3 +58,29 @@ def test_nothing_to_compare_says_nothing_and_nothing_held_says_so() -> None:
         _entry("b", "halt", Cell.UNEXPECTED, "2/2/0", violated=("y",)),
     ]
     assert "nothing held every invariant" in recommendation_lines(bad)[1]
+
+
+def test_a_run_where_no_recovery_ran_is_never_ranked_and_is_marked() -> None:
+    from harness.report.terminal import render_scorecard
+
+    absorbed = [
+        _entry("s", "rollback", Cell.PASS, "78/25/0", recovery_ran=False),
+        _entry("s", "roll_forward", Cell.PASS, "77/25/0", recovery_ran=False),
+    ]
+    (advice,) = recommend(absorbed)
+    assert advice.best is None
+    assert len(advice.absorbed) == 2
+    lines = recommendation_lines(absorbed)
+    assert any("no recovery ran" in line and "nothing to choose" in line for line in lines)
+    card = render_scorecard(absorbed)
+    assert any("pass -" in line for line in card)
+    assert any("its strategy was not exercised" in line for line in card)
+
+    mixed = [
+        _entry("s", "rollback", Cell.PASS, "40/5/0", recovery_ran=True),
+        _entry("s", "roll_forward", Cell.PASS, "30/1/0", recovery_ran=False),
+    ]
+    (advice,) = recommend(mixed)
+    assert advice.best is not None
+    assert advice.best[0].strategy == "rollback"  # the one that recovered, though it served more
+    assert any("not exercised): roll_forward" in line for line in recommendation_lines(mixed))
