@@ -509,7 +509,15 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
     faults: list[FaultEntrySpec] = []
     seen_faults: dict[str, int] = {}
     for text, node in reader.strings(value("faults"), "faults"):
-        fault = _catch(reader, node, f"fault {text!r}", lambda t=text: ctx.faults.parse(t))  # type: ignore[misc]
+        if text.count("(") != text.count(")") and isinstance(value("faults"), SequenceNode):
+            # [kill_app(1, duration=none)] in a flow list splits at the comma: say so.
+            raise reader.error(
+                node,
+                f"fault {text!r} is cut at a comma",
+                expected='a quoted entry in a [...] list: "kill_app(1, duration=none)",'
+                " or one fault per line (- kill_app(1, duration=none))",
+            )
+        fault = _catch(reader, node, "faults", lambda t=text: ctx.faults.parse(t))  # type: ignore[misc]
         line = node.start_mark.line + 1
         label = "".join(text.split())  # the entry's own text, without blanks
         if fault.name in seen_faults or any(f.fault.name == label for f in faults):

@@ -272,6 +272,20 @@ class Resource:
             )
         if self.weight < 0 or self.read_weight < 0:
             raise SpecError(f"resource {self.name}: weights", expected=">= 0")
+        # A transition's path is filled from what the client knows of the entity: its id,
+        # its read path's fields, what it sent when it created it.
+        known = {self.id, *self.fields, *self.key_fields, *([self.state] if self.state else [])}
+        for t in self.transitions:
+            _, template = _route(t.call, f"transition {t.name}", ("POST", "PUT", "PATCH"))
+            unknown = [
+                n for _, n, _, _ in string.Formatter().parse(template) if n and n not in known
+            ]
+            if unknown:
+                raise SpecError(
+                    f"resource {self.name}: transition {t.name} path {template!r} names"
+                    f" {unknown}, which the client does not know of the entity",
+                    choices=sorted(known),
+                )
 
     @property
     def create_op(self) -> str:
@@ -380,6 +394,7 @@ class RestModel:
                 )
             ]
             if not entities:
+                self._check_state(resource, transition)
                 return None
             entity = draw.rng.choice(entities)
             told = dict(entity.told)
@@ -395,6 +410,21 @@ class RestModel:
         if body is None:
             return None
         return Call(f, method, fill_path(template, told), {**key, **body}, body or None)
+
+    def _check_state(self, resource: Resource, transition: Transition | None) -> None:
+        """A transition that waits for a state no answer has ever carried would never be
+        sent, silently: once entities exist and none was told that field, say so."""
+        if transition is None or not transition.from_states or resource.state is None:
+            return
+        told = self._entities[resource.name]
+        if len(told) >= 5 and not any(resource.state in e.told for e in told):
+            seen = sorted({k for e in told for k in e.told})
+            raise SpecError(
+                f"resource {resource.name}: no answer has its state field"
+                f" {resource.state!r}, so transition {transition.name} is never sent",
+                expected="state= the field the app's answers carry",
+                choices=seen,
+            )
 
     def interpret(self, call: Call, answer: Answer) -> Completion:
         if 200 <= answer.status < 300:

@@ -410,3 +410,41 @@ def test_a_boolean_equals_only_a_boolean() -> None:
     assert not same_value("decimal", False, 0)
     assert same_value("text", True, True)
     assert not same_value("text", True, "True")
+
+
+def test_a_transition_path_must_name_what_the_client_knows() -> None:
+    with pytest.raises(SpecError, match=r"names \['item_id'\]") as info:
+        Resource(
+            "item",
+            "POST /items",
+            "GET /items/{id}",
+            {"sku": fake("word")},
+            state="status",
+            transitions=(Transition("ship", "POST /items/{item_id}/ship"),),
+        )
+    assert "sku" in info.value.choices
+
+
+def test_a_state_field_no_answer_carries_is_said_not_silently_never_sent() -> None:
+    work = RestWorkload(
+        (
+            Resource(
+                "item",
+                "POST /items",
+                "GET /items/{id}",
+                state="statuss",
+                transitions=(Transition("ship", "POST /items/{id}/ship", ("in_stock",)),),
+            ),
+        )
+    )
+    model = work.model()
+    draw = _draw()
+    assert model.call("ship_item", draw) is None  # nothing created yet: just not yet
+    for n in range(5):
+        call = model.call("create_item", draw)
+        assert call is not None
+        told = {"id": n, "status": "in_stock"}
+        model.completed(call, model.interpret(call, Answer(201, told)), draw)
+    with pytest.raises(SpecError, match="no answer has its state field 'statuss'") as info:
+        model.call("ship_item", draw)
+    assert "status" in info.value.choices
