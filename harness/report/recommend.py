@@ -112,17 +112,21 @@ def recommendation_lines(entries: Sequence[ScoreEntry]) -> list[str]:
             f" at {item.point}" if item.point != "none" else ""
         )
         best = item.best
-        if best is None and item.absorbed and not item.failed:
+        if best is not None:
+            lines.append(f"  {where}: {_name(best[0], scenarios)} ({_figures(best[1])})")
+        elif item.failed:
+            that = " that recovered" if item.absorbed else ""
+            lines.append(f"  {where}: nothing{that} held every invariant")
+        elif item.absorbed and not item.untested:
             lines.append(
                 f"  {where}: no recovery ran (nothing was detected): every strategy's run is"
                 " the same upgrade, nothing to choose between"
             )
-        elif best is None and item.absorbed:
-            lines.append(f"  {where}: nothing that recovered held every invariant")
-        elif best is None:
-            lines.append(f"  {where}: nothing held every invariant")
         else:
-            lines.append(f"  {where}: {_name(best[0], scenarios)} ({_figures(best[1])})")
+            lines.append(
+                f"  {where}: nothing to rank: no cell that held has exposure figures (a"
+                " workload measures them)"
+            )
         if item.held[1:]:
             held = ", ".join(f"{_name(e, scenarios)} ({_figures(n)})" for e, n in item.held[1:])
             lines.append(f"    also held: {held}")

@@ -84,3 +84,13 @@ def test_a_run_where_no_recovery_ran_is_never_ranked_and_is_marked() -> None:
     assert advice.best is not None
     assert advice.best[0].strategy == "rollback"  # the one that recovered, though it served more
     assert any("not exercised): roll_forward" in line for line in recommendation_lines(mixed))
+
+
+def test_cells_that_held_without_figures_are_not_called_failures() -> None:
+    entries = [
+        _entry("s", "rollback", Cell.PASS, "", summary="every judged invariant held"),
+        _entry("s", "roll_forward", Cell.PASS, "", summary="every judged invariant held"),
+    ]
+    lines = recommendation_lines(entries)
+    assert any("nothing to rank" in line for line in lines)
+    assert not any("nothing held" in line for line in lines)
