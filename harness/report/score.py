@@ -13,7 +13,7 @@ from harness.expect import Cell
 __all__ = ["NOT_EXERCISED", "ScoreEntry", "exposure_cell", "exposure_numbers", "recovery_ran"]
 
 #: After a cell's symbol: no recovery ran in its shown run, so its strategy was not tested.
-NOT_EXERCISED = " -"
+NOT_EXERCISED = " (no recovery)"
 
 _SYMBOL = {
     Cell.PASS: "pass",
@@ -53,8 +53,8 @@ class ScoreEntry:
 
     @property
     def symbol(self) -> str:
-        """``pass``, ``HAZARD``, ``FAIL``, ``ERROR``; with the count after a repeat; a ``-``
-        after it when no recovery ran (the strategy was not exercised)."""
+        """``pass``, ``HAZARD``, ``FAIL``, ``ERROR``; with the count after a repeat;
+        ``(no recovery)`` after it when no recovery ran (the strategy was not exercised)."""
         base = _SYMBOL[self.cell]
         text = f"{base} {self.hits}/{self.runs}" if self.runs > 1 else base
         return text + NOT_EXERCISED if self.recovery_ran is False else text

@@ -81,7 +81,7 @@ def render_scorecard(entries: Iterable[ScoreEntry], *, seed: int | None = None) 
         if any(e.recovery_ran is False for e in mine):
             lines.append(
                 f"  {NOT_EXERCISED.strip()}: nothing was detected and no recovery ran in that"
-                " run: its strategy was not exercised (the same upgrade under every strategy)"
+                " run: its strategy was not exercised (the same run under every strategy)"
             )
         if marked:
             lines.append(
