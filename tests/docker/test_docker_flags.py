@@ -41,4 +41,8 @@ def test_a_flag_reaches_the_containers_and_kill_switch_recovers(
     done = [e.subject for e in outcome.events if e.kind is EventKind.RECOVERY_STEP_END]
     assert done == ["kill_switch:flag:new-transfers"]
     for name, verdict in outcome.verdicts.items():
-        assert verdict["status"] == "valid", (name, verdict)
+        # availability has no budget here: measured and reported, not judged
+        assert verdict["status"] == ("unknown" if name == "availability" else "valid"), (
+            name,
+            verdict,
+        )

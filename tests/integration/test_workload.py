@@ -345,6 +345,7 @@ def test_ledger_workload_on_a_real_stack_holds_every_invariant(
         print(name, verdict.to_json())
     # No end state given: which release runs is not known, so the schema check says unknown;
     # no run (no phases, no soak): the verdicts on what clients got cannot judge either.
-    for name in ("schema_compatible", "end_state_serves", "no_regression"):
+    # ...and availability has no budget here: measured and reported, not judged.
+    for name in ("schema_compatible", "end_state_serves", "no_regression", "availability"):
         assert verdicts.pop(name).status is Status.UNKNOWN, name
     assert {n: v.status for n, v in verdicts.items()} == dict.fromkeys(verdicts, Status.VALID)
