@@ -32,6 +32,7 @@ __all__ = [
     "RunningCommand",
     "Service",
     "Stack",
+    "harness_env",
     "launch_stack",
 ]
 
@@ -145,6 +146,24 @@ class RunningCommand(Protocol):
     def kill(self) -> None: ...
 
     def poll(self) -> int | None: ...
+
+
+def harness_env(release: Release, values: dict[str, str], run_id: str) -> dict[str, str]:
+    """The variables every backend gives a release's processes (the contract in
+    harness/spec.py), from its placeholder ``values``."""
+    from harness.flags import FLAGS_ENV
+
+    return {
+        "DATABASE_URL": values["database_url"],
+        "HOST": values["host"],
+        "PORT": values["port"],
+        "APP_INSTANCE": values["instance"],
+        "APP_RELEASE": release.name,
+        "MIGRATION_TARGET": values["target"],
+        "DEPLOY_CHAOS_RUN_ID": run_id,
+        FLAGS_ENV: values["flags_file"],
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 #: The server class of a stack's database (a :class:`harness.backends.pgserver.PgServer`).

@@ -33,6 +33,7 @@ from harness.backends.base import (
     MigratingStack,
     ProxyRoute,
     Stack,
+    harness_env,
     launch_stack,
     migrate_and_seed,
 )
@@ -43,7 +44,7 @@ from harness.errors import (
     ProxyError,
     ServiceError,
 )
-from harness.flags import FLAGS_ENV, FlagFile
+from harness.flags import FlagFile
 from harness.proxy.client import ToxiproxyClient
 from harness.proxy.process import ProxyServerProcess, start_proxy_server
 from harness.spec import Release, Target, fill_placeholders
@@ -371,19 +372,7 @@ class LocalStack(MigratingStack["LocalDatabase"]):
     def release_env(self, release: Release, values: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(release.env)
-        env.update(
-            {
-                "DATABASE_URL": values["database_url"],
-                "HOST": values["host"],
-                "PORT": values["port"],
-                "APP_INSTANCE": values["instance"],
-                "APP_RELEASE": release.name,
-                "MIGRATION_TARGET": values["target"],
-                "DEPLOY_CHAOS_RUN_ID": self.run_id,
-                FLAGS_ENV: values["flags_file"],
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env.update(harness_env(release, values, self.run_id))
         return env
 
     # -- lifecycle ---------------------------------------------------------------------

@@ -1,27 +1,6 @@
-"""The docker backend's engine side: configuration, the connection to the engine, images,
-labels and the reaper, and ``doctor``. The stacks themselves: :mod:`.stack`. What the
-backend as a whole does:
-
-Each stack gets a Docker network created (and removed) by the run: internal when the engine
-can publish ports from an internal network, else a bridge without IP masquerading, so no
-container can reach anything beyond it. On it run a PostgreSQL container (``db``), a
-Toxiproxy-compatible proxy container (``proxy``) in front of it, and N app containers
-(``app0``...), each from its release's image. Migrations and other commands run as one-off
-containers of the release's image on the same network. Ports are published on 127.0.0.1
-only, on host ports the harness picks, so a restarted container keeps its address.
-
-Containers are created with testcontainers; kill, pause, restart, exec and networks go
-through the Docker SDK; every wait goes through :func:`harness._wait.wait_for` with the
-container's log tail attached on timeout. Every container and network carries the run id,
-the stack, and the owning session (pid, start time, host) as labels: :func:`reap_docker`
-removes what sessions that are no longer alive left behind, with testcontainers' Ryuk
-disabled (``TESTCONTAINERS_RYUK_DISABLED=true`` is set unless the user set it).
-
-Images are configuration: ``DEPLOY_CHAOS_POSTGRES_IMAGE`` (default the official
-``postgres:15``) and ``DEPLOY_CHAOS_PROXY_IMAGE`` (default ``ghcr.io/shopify/toxiproxy``);
-a release's image is its ``Release.image``. ``docker/build-images.sh`` builds local ones and
-writes ``docker/local-images.env``.
-"""
+"""The docker backend's engine side: configuration (images, settings), the connection to
+the engine, image checks, the labels every container and network carries, the reaper, and
+``doctor``'s lines. What the backend does as a whole: the package's docstring."""
 
 from __future__ import annotations
 

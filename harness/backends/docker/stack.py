@@ -25,6 +25,7 @@ from harness.backends.base import (
     MigratingStack,
     ProxyRoute,
     Stack,
+    harness_env,
     launch_stack,
     migrate_and_seed,
 )
@@ -63,7 +64,7 @@ from harness.errors import (
     ServiceError,
     SpecError,
 )
-from harness.flags import FLAGS_ENV, FlagFile
+from harness.flags import FlagFile
 from harness.proxy.client import ToxiproxyClient
 from harness.spec import Release, Target, fill_placeholders
 
@@ -655,19 +656,7 @@ class DockerStack(MigratingStack["DockerDatabase"]):
 
     def release_env(self, release: Release, values: dict[str, str]) -> dict[str, str]:
         env = dict(release.env)
-        env.update(
-            {
-                "DATABASE_URL": values["database_url"],
-                "HOST": values["host"],
-                "PORT": values["port"],
-                "APP_INSTANCE": values["instance"],
-                "APP_RELEASE": release.name,
-                "MIGRATION_TARGET": values["target"],
-                "DEPLOY_CHAOS_RUN_ID": self.run_id,
-                FLAGS_ENV: values["flags_file"],
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env.update(harness_env(release, values, self.run_id))
         return env
 
     # -- lifecycle ---------------------------------------------------------------------
