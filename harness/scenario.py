@@ -412,15 +412,14 @@ def _catch(reader: _Reader, node: Node, what: str, make: Callable[[], _T]) -> _T
         raise reader.error(node, f"{what}: {exc}") from None
 
 
-def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> Scenario:
-    """Read and validate a scenario file; a :class:`SpecError` with file and line otherwise."""
-    source = Path(path)
-    ctx = context or ScenarioContext()
-    reader = _Reader(source)
+def compose_file(source: Path, what: str, expected: str, empty: str) -> Node:
+    """The YAML node tree of ``source`` (a ``what`` file), with line marks; a
+    :class:`SpecError` naming the file (and the line) when it cannot be read, is not YAML,
+    or is empty (``expected``, ``empty``: what it should hold)."""
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"cannot read the scenario file: {exc}", source=source) from None
+        raise SpecError(f"cannot read the {what} file: {exc}", source=source) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -429,10 +428,24 @@ def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> S
             f"not valid YAML: {exc.problem or exc}",
             source=source,
             line=mark.line + 1 if mark is not None else None,
-            expected="a YAML mapping (see harness/scenario.py for the format)",
+            expected=expected,
         ) from None
     if root is None:
-        raise SpecError("the file is empty", source=source, line=1, expected="a scenario mapping")
+        raise SpecError("the file is empty", source=source, line=1, expected=empty)
+    return root
+
+
+def load_scenario(path: str | Path, context: ScenarioContext | None = None) -> Scenario:
+    """Read and validate a scenario file; a :class:`SpecError` with file and line otherwise."""
+    source = Path(path)
+    ctx = context or ScenarioContext()
+    reader = _Reader(source)
+    root = compose_file(
+        source,
+        "scenario",
+        "a YAML mapping (see harness/scenario.py for the format)",
+        "a scenario mapping",
+    )
     top = reader.mapping(root, "scenario file", _TOP_KEYS, _REQUIRED)
 
     def value(key: str) -> Node:

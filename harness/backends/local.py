@@ -406,11 +406,6 @@ class LocalStack(MigratingStack["LocalDatabase"]):
             name = f"cmd{self._commands}"
         return LocalCommand(self, name, filled, self.release_env(release, merged), release.cwd)
 
-    def start_migrate(self, release: Release, to: str) -> LocalCommand:
-        command = super().start_migrate(release, to)
-        assert isinstance(command, LocalCommand)
-        return command
-
     def app(self, index: int) -> LocalApp:
         return self.apps[index]
 

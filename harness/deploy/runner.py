@@ -706,15 +706,12 @@ def read_end_state(stack: Stack, balancer: Balancer | None = None) -> EndState:
         migrations: tuple[str, ...] | None = tuple(stack.applied_migrations())
     except Exception:
         migrations = None
+    healthy = {app.index: app.running and _app_healthy(app) for app in stack.apps}
     if balancer is not None:
         # An instance whose health came back just as the run ended gets the balancer's own
         # readmission time (a passed check every interval) before it counts as out of
         # rotation: without a soak (no workload) the end state is read right after recovery.
-        back = [
-            app.index
-            for app in stack.apps
-            if _app_healthy(app) and balancer.state(app.index) is not MemberState.IN
-        ]
+        back = [i for i, ok in healthy.items() if ok and balancer.state(i) is not MemberState.IN]
         if back:
             balancer.wait_for_rotation(back, timeout=_READMIT_S)
     instances = []
@@ -732,7 +729,7 @@ def read_end_state(stack: Stack, balancer: Balancer | None = None) -> EndState:
             InstanceState(
                 app.index,
                 release,
-                _app_healthy(app) if app.running else False,
+                healthy[app.index],
                 app.running,
                 app.paused,
                 in_rotation,

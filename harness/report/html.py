@@ -166,14 +166,13 @@ def _scorecard(runs: Sequence[ReportRun]) -> str:
     out = ['<table class="scorecard"><thead><tr><th>scenario</th><th>fault</th><th>point</th>']
     out += [f"<th>{_e(s)}</th>" for s in strategies]
     out.append("</tr></thead><tbody>")
-    first: dict[tuple[str, str, str], tuple[str, int, int]] = {}
+    # A row's place: the file's order of its fault and point (the plan's, for points).
+    first: dict[tuple[str, str, str], tuple[int, int]] = {}
     for run in runs:
         row = (run.scenario, run.fault, run.point)
-        first[row] = min(
-            first.get(row, (run.scenario, *run.order[:2])), (run.scenario, *run.order[:2])
-        )
+        first[row] = min(first.get(row, run.order[:2]), run.order[:2])
     for (scenario, fault, point), cells in sorted(
-        rows.items(), key=lambda item: (first[item[0]], item[0])
+        rows.items(), key=lambda item: (item[0][0], first[item[0]], item[0])
     ):
         out.append(f"<tr><td>{_e(scenario)}</td><td>{_e(fault)}</td><td>{_e(point)}</td>")
         for strategy in strategies:

@@ -38,6 +38,7 @@ The invariants (each only where the resource declares what it needs):
 
 from __future__ import annotations
 
+import functools
 import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -115,11 +116,17 @@ class _Missing:
 MISSING = _Missing()
 
 
-def fake(provider: str) -> FieldGen:
-    """A value from Faker's ``provider`` (``name``, ``sentence``, ``email``, ...), seeded."""
+@functools.cache
+def _providers() -> Any:
+    """One Faker to check provider names against (made once: it takes a few ms)."""
     from faker import Faker
 
-    if not isinstance(provider, str) or not callable(getattr(Faker(), provider, None)):
+    return Faker()
+
+
+def fake(provider: str) -> FieldGen:
+    """A value from Faker's ``provider`` (``name``, ``sentence``, ``email``, ...), seeded."""
+    if not isinstance(provider, str) or not callable(getattr(_providers(), provider, None)):
         raise SpecError(f"fake({provider!r})", expected="a Faker provider: name, email, word")
     return FieldGen("fake", (provider,))
 
@@ -337,6 +344,19 @@ def _told(body: Mapping[str, JsonValue]) -> dict[str, Scalar]:
     return {k: v for k, v in body.items() if isinstance(v, str | int | float | bool)}
 
 
+@dataclass(frozen=True, slots=True)
+class _Op:
+    """One operation of the derived model, resolved once: its resource, kind (create, read,
+    transition), route, and the fields that name the entity (its id and its read path's)."""
+
+    resource: Resource
+    kind: str
+    transition: Transition | None
+    method: HttpMethod
+    template: str
+    keys: tuple[str, ...]
+
+
 class RestModel:
     """The clients :class:`RestWorkload` derives (one per run, thread-safe)."""
 
@@ -344,24 +364,29 @@ class RestModel:
         self._resources = {r.name: r for r in resources}
         self._lock = threading.Lock()
         self._entities: dict[str, list[_Entity]] = {r.name: [] for r in resources}
-        self._ops: dict[str, tuple[Resource, str, Transition | None]] = {}
+        #: resource -> id -> entity (the updates find theirs without a scan).
+        self._by_id: dict[str, dict[Scalar, _Entity]] = {r.name: {} for r in resources}
+        self._ops: dict[str, _Op] = {}
         self._mix: dict[str, float] = {}
         for r in resources:
-            self._ops[r.create_op] = (r, "create", None)
+            keys = (r.id, *r.key_fields)
+            self._ops[r.create_op] = _Op(
+                r, "create", None, *_route(r.create, "create", ("POST", "PUT")), keys
+            )
             self._mix[r.create_op] = r.weight
             if r.read is not None:
-                self._ops[r.read_op] = (r, "read", None)
+                self._ops[r.read_op] = _Op(r, "read", None, *_route(r.read, "read", ("GET",)), keys)
                 self._mix[r.read_op] = r.read_weight
             for t in r.transitions:
-                self._ops[r.transition_op(t)] = (r, "transition", t)
+                route = _route(t.call, "transition", ("POST", "PUT", "PATCH"))
+                self._ops[r.transition_op(t)] = _Op(r, "transition", t, *route, keys)
                 self._mix[r.transition_op(t)] = t.weight
 
     def mix(self) -> Mapping[str, float]:
         return self._mix
 
     def _ids(self, resource: str) -> list[Scalar]:
-        owner = self._resources[resource]
-        return [e.told[owner.id] for e in self._entities[resource] if owner.id in e.told]
+        return list(self._by_id[resource])
 
     def _body(self, gens: Mapping[str, FieldGen], draw: Draw) -> dict[str, Scalar] | None:
         body: dict[str, Scalar] = {}
@@ -374,21 +399,20 @@ class RestModel:
         return body
 
     def call(self, f: str, draw: Draw) -> Call | None:
-        resource, kind, transition = self._ops[f]
-        if kind == "create":
-            method, path = _route(resource.create, "create", ("POST", "PUT"))
+        op = self._ops[f]
+        resource, transition = op.resource, op.transition
+        if op.kind == "create":
             body = self._body(resource.fields, draw)
             if body is None:
                 return None
-            return Call(f, method, fill_path(path, body), body, body)
+            return Call(f, op.method, fill_path(op.template, body), body, body)
         with self._lock:
             entities = [
                 e
                 for e in self._entities[resource.name]
                 if resource.id in e.told
                 and (
-                    kind == "read"
-                    or transition is None
+                    transition is None
                     or not transition.from_states
                     or (not e.unsure and e.told.get(resource.state or "") in transition.from_states)
                 )
@@ -396,20 +420,15 @@ class RestModel:
             if not entities:
                 self._check_state(resource, transition)
                 return None
-            entity = draw.rng.choice(entities)
-            told = dict(entity.told)
+            told = dict(draw.rng.choice(entities).told)
         # What names the entity: its id, and whatever else its read path is filled from.
-        key = {name: told[name] for name in (resource.id, *resource.key_fields) if name in told}
-        if kind == "read":
-            assert resource.read is not None
-            _, template = _route(resource.read, "read", ("GET",))
-            return Call(f, HttpMethod.GET, fill_path(template, told), key)
-        assert transition is not None
-        method, template = _route(transition.call, "transition", ("POST", "PUT", "PATCH"))
+        key = {name: told[name] for name in op.keys if name in told}
+        if transition is None:  # a read
+            return Call(f, HttpMethod.GET, fill_path(op.template, told), key)
         body = self._body(transition.body, draw)
         if body is None:
             return None
-        return Call(f, method, fill_path(template, told), {**key, **body}, body or None)
+        return Call(f, op.method, fill_path(op.template, told), {**key, **body}, body or None)
 
     def _check_state(self, resource: Resource, transition: Transition | None) -> None:
         """A transition that waits for a state no answer has ever carried would never be
@@ -429,11 +448,11 @@ class RestModel:
     def interpret(self, call: Call, answer: Answer) -> Completion:
         if 200 <= answer.status < 300:
             told = _told(answer.body)
-            resource, kind, _ = self._ops[call.f]
-            if kind != "create":
+            op = self._ops[call.f]
+            if op.kind != "create":
                 # The entity is the one the client named: an answer's own "id" (an event's,
                 # a payment's) must not re-key it.
-                for name in (resource.id, *resource.key_fields):
+                for name in op.keys:
                     told.pop(name, None)
             return Completion(OpType.OK, told)
         message = answer.body.get("error")
@@ -447,25 +466,24 @@ class RestModel:
         return Completion(OpType.INFO, {}, error, ErrorKind.INDETERMINATE)
 
     def completed(self, call: Call, completion: Completion, draw: Draw) -> None:
-        resource, kind, _ = self._ops[call.f]
+        op = self._ops[call.f]
+        resource = op.resource
         with self._lock:
-            if kind == "create":
-                if completion.type is OpType.OK and resource.id in completion.value:
-                    self._entities[resource.name].append(_Entity(dict(completion.value)))
+            if op.kind == "create":
+                key = completion.value.get(resource.id)
+                if completion.type is OpType.OK and key is not None:
+                    entity = _Entity(dict(completion.value))
+                    self._entities[resource.name].append(entity)
+                    self._by_id[resource.name][key] = entity
                 return
-            key = call.value.get(resource.id)
-            entity = next(
-                (e for e in self._entities[resource.name] if e.told.get(resource.id) == key),
-                None,
-            )
-            if entity is None:
+            known = self._by_id[resource.name].get(call.value.get(resource.id))
+            if known is None:
                 return
             if completion.type is OpType.OK:
-                keys = (resource.id, *resource.key_fields)
-                entity.told.update({k: v for k, v in completion.value.items() if k not in keys})
-                entity.unsure = False  # what it is now, as the app says
-            elif completion.type is OpType.INFO and kind == "transition":
-                entity.unsure = True
+                known.told.update(completion.value)  # its keys were left out by interpret
+                known.unsure = False  # what it is now, as the app says
+            elif completion.type is OpType.INFO and op.kind == "transition":
+                known.unsure = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from harness.errors import SpecError
 from harness.workload.history import Scalar
 from harness.workload.rest import (
     FieldGen,
@@ -81,25 +80,16 @@ def _scalar(node: ScalarNode) -> Scalar:
 
 def load_rest_workload(path: str | Path) -> RestWorkload:
     """Read ``path`` (see the module doc)."""
-    from harness.scenario import _catch, _Reader
+    from harness.scenario import _catch, _Reader, compose_file
 
     source = Path(path)
     reader = _Reader(source)
-    try:
-        root = yaml.compose(source.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except OSError as exc:
-        raise SpecError(f"cannot read the workload file: {exc}", source=source) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise SpecError(
-            f"not valid YAML: {exc.problem or exc}",
-            source=source,
-            line=mark.line + 1 if mark is not None else None,
-            expected="a YAML mapping (quote a value with braces inside {...}:"
-            ' {call: "POST /orders/{id}/pay"})',
-        ) from None
-    if root is None:
-        raise SpecError("the file is empty", source=source, line=1, expected="resources: ...")
+    root = compose_file(
+        source,
+        "workload",
+        'a YAML mapping (quote a value with braces inside {...}: {call: "POST /orders/{id}/pay"})',
+        "resources: ...",
+    )
     top = reader.mapping(root, "workload file", _TOP, ("resources",))
 
     def number(node: Node, what: str) -> float:

@@ -697,11 +697,6 @@ class DockerStack(MigratingStack["DockerDatabase"]):
             name = f"cmd{self._commands}"
         return DockerCommand(self, name, release, filled, self.release_env(release, merged))
 
-    def start_migrate(self, release: Release, to: str) -> DockerCommand:
-        command = super().start_migrate(release, to)
-        assert isinstance(command, DockerCommand)
-        return command
-
     def app(self, index: int) -> DockerApp:
         return self.apps[index]
 
